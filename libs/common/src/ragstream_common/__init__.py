@@ -1,0 +1,1 @@
+"""ragstream-common: the contracts between ragstream's services, and nothing else."""

@@ -1,0 +1,231 @@
+"""Every message that crosses a Kafka topic, defined once.
+
+Each event carries ``schema_version`` so that a consumer can refuse (dead-letter) a shape it does
+not understand instead of misreading it. Additive, optional fields keep the version; anything that
+changes the meaning of an existing field bumps it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnswerCompleted",
+    "Chunk",
+    "ChunksEmbedded",
+    "Citation",
+    "ContextRetrieved",
+    "DeadLetter",
+    "DocumentChunked",
+    "DocumentDeleted",
+    "DocumentEvent",
+    "DocumentStage",
+    "DocumentStatus",
+    "DocumentUpserted",
+    "EmbeddedChunk",
+    "QueryRequested",
+    "RetrievedChunk",
+    "utc_now",
+]
+
+SCHEMA_VERSION: Literal[1] = 1
+DEFAULT_TENANT = "default"
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(default_factory=_new_id)
+    occurred_at: datetime = Field(default_factory=utc_now)
+
+
+# --- documents topic -------------------------------------------------------------------------
+
+
+class DocumentUpserted(Event):
+    """A document was published or replaced; the ingestor turns it into chunks."""
+
+    kind: Literal["upsert"] = "upsert"
+    doc_id: str = Field(min_length=1, max_length=256)
+    tenant: str = DEFAULT_TENANT
+    title: str = ""
+    content: str
+    content_type: str = "text/plain"
+    source: str = ""
+    tags: list[str] = Field(default_factory=list)
+    # When the producer published it: the start of the freshness clock.
+    published_at: datetime = Field(default_factory=utc_now)
+
+
+class DocumentDeleted(Event):
+    """A document was withdrawn; every chunk of it must leave the index."""
+
+    kind: Literal["delete"] = "delete"
+    doc_id: str = Field(min_length=1, max_length=256)
+    tenant: str = DEFAULT_TENANT
+    published_at: datetime = Field(default_factory=utc_now)
+
+
+DocumentEvent = Annotated[DocumentUpserted | DocumentDeleted, Field(discriminator="kind")]
+
+
+# --- chunks and embeddings topics ------------------------------------------------------------
+
+
+class Chunk(BaseModel):
+    """One retrievable passage of one document version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    doc_id: str
+    position: int = Field(ge=0)
+    text: str
+    heading_path: list[str] = Field(default_factory=list)
+    content_hash: str
+
+
+class DocumentChunked(Event):
+    """The chunks of one document version, published by the ingestor."""
+
+    doc_id: str
+    tenant: str = DEFAULT_TENANT
+    version: int = Field(ge=1)
+    title: str = ""
+    source: str = ""
+    doc_hash: str
+    chunks: list[Chunk]
+    published_at: datetime
+
+
+class EmbeddedChunk(Chunk):
+    """A chunk with its vector."""
+
+    vector: list[float]
+
+
+class ChunksEmbedded(Event):
+    """The vectors of one document version's chunks, published by the embedder."""
+
+    doc_id: str
+    tenant: str = DEFAULT_TENANT
+    version: int = Field(ge=1)
+    title: str = ""
+    source: str = ""
+    model: str
+    chunks: list[EmbeddedChunk]
+    published_at: datetime
+
+
+# --- document-status topic -------------------------------------------------------------------
+
+DocumentStage = Literal["received", "chunked", "embedded", "indexed", "deleted", "failed"]
+
+
+class DocumentStatus(Event):
+    """Where one document stands; the compacted status topic keeps the latest per document."""
+
+    doc_id: str
+    tenant: str = DEFAULT_TENANT
+    stage: DocumentStage
+    version: int | None = None
+    chunk_count: int | None = None
+    reason: str | None = None
+    published_at: datetime | None = None
+
+
+# --- queries, contexts, answers topics --------------------------------------------------------
+
+
+class QueryRequested(Event):
+    """A question asked through the gateway; ``reply_to`` names the replica waiting for it."""
+
+    query_id: str = Field(default_factory=_new_id)
+    tenant: str = DEFAULT_TENANT
+    text: str = Field(min_length=1)
+    top_k: int = Field(default=5, ge=1, le=50)
+    reply_to: str
+    requested_at: datetime = Field(default_factory=utc_now)
+
+
+class RetrievedChunk(BaseModel):
+    """A chunk found for a query, with its relevance score."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    position: int
+    heading_path: list[str] = Field(default_factory=list)
+    score: float
+
+
+class ContextRetrieved(Event):
+    """A query together with the ranked chunks the retriever found for it."""
+
+    query: QueryRequested
+    chunks: list[RetrievedChunk]
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class Citation(BaseModel):
+    """A source the answer relies on; ``n`` is the [n] marker in the answer text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    snippet: str
+    score: float
+
+
+class AnswerCompleted(Event):
+    """The final answer to a query, routed back to the gateway replica named in ``reply_to``."""
+
+    query_id: str
+    tenant: str = DEFAULT_TENANT
+    reply_to: str
+    answer: str
+    citations: list[Citation]
+    model: str
+    cached: bool = False
+    timings: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+
+
+# --- <topic>.dlq ------------------------------------------------------------------------------
+
+
+class DeadLetter(Event):
+    """A message a consumer could not process, with the reason and the original bytes."""
+
+    service: str
+    original_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    error_type: str
+    error: str
+    original_value_b64: str
+    original_headers: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,30 @@
+"""The settings every service shares; each service subclasses ``ServiceSettings``.
+
+Settings are read from ``RAGSTREAM_*`` environment variables once, at startup, and passed down.
+Nothing else in the codebase reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServiceSettings"]
+
+
+class ServiceSettings(BaseSettings):
+    """Broker, HTTP and logging settings common to all services."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGSTREAM_", extra="ignore", frozen=True)
+
+    service_name: str = "ragstream"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+    log_level: str = "INFO"
+    # None: JSON when stdout is not a terminal, a readable console format when it is.
+    log_json: bool | None = None
+    # A hop costs little on loopback only when the consumer does not sit in a long fetch wait.
+    kafka_fetch_max_wait_ms: int = Field(default=10, ge=0)
+    kafka_linger_ms: int = Field(default=0, ge=0)
+    kafka_max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

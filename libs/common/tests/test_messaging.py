@@ -1,0 +1,123 @@
+"""Tests for the shared Kafka plumbing, on FastStream's in-memory test broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+
+from ragstream_common.events import DeadLetter, DocumentUpserted
+from ragstream_common.logging import current_correlation_id
+from ragstream_common.messaging import PoisonMessageError, create_broker, publish_event
+from ragstream_common.metrics import ServiceMetrics
+from ragstream_common.settings import ServiceSettings
+
+
+def _broker() -> tuple[object, ServiceMetrics]:
+    metrics = ServiceMetrics("test-service")
+    return create_broker(ServiceSettings(service_name="test-service"), metrics), metrics
+
+
+class TestDeadLetters:
+    async def test_malformed_json_goes_to_dlq_with_reason_and_bytes(self) -> None:
+        """A message that is not valid JSON for the handler's event lands in <topic>.dlq intact."""
+        broker, metrics = _broker()
+        handled: list[DocumentUpserted] = []
+        letters: list[DeadLetter] = []
+
+        @broker.subscriber("documents", group_id="g")  # type: ignore[attr-defined]
+        async def handle(event: DocumentUpserted) -> None:
+            handled.append(event)
+
+        @broker.subscriber("documents.dlq")  # type: ignore[attr-defined]
+        async def collect(letter: DeadLetter) -> None:
+            letters.append(letter)
+
+        async with TestKafkaBroker(broker) as test_broker:
+            await test_broker.publish(b"{not json", topic="documents", key=b"doc-1")
+
+        assert handled == []
+        assert len(letters) == 1
+        assert letters[0].original_topic == "documents"
+        assert base64.b64decode(letters[0].original_value_b64) == b"{not json"
+        assert letters[0].key == "doc-1"
+        assert metrics.dead_letters.labels("test-service", "documents", letters[0].error_type)._value.get() == 1
+
+    async def test_unknown_schema_version_is_dead_lettered(self) -> None:
+        """An event of a schema version this code does not know is refused, not misread."""
+        broker, _ = _broker()
+        letters: list[DeadLetter] = []
+
+        @broker.subscriber("documents", group_id="g")  # type: ignore[attr-defined]
+        async def handle(event: DocumentUpserted) -> None:
+            raise AssertionError("must not be called")
+
+        @broker.subscriber("documents.dlq")  # type: ignore[attr-defined]
+        async def collect(letter: DeadLetter) -> None:
+            letters.append(letter)
+
+        payload = json.loads(DocumentUpserted(doc_id="d", content="x").model_dump_json())
+        payload["schema_version"] = 2
+        async with TestKafkaBroker(broker) as test_broker:
+            await test_broker.publish(payload, topic="documents")
+
+        assert [letter.error_type for letter in letters] == ["ValidationError"]
+
+    async def test_poison_error_from_handler_is_dead_lettered(self) -> None:
+        """A handler that raises PoisonMessageError sends the message to the DLQ with its reason."""
+        broker, _ = _broker()
+        letters: list[DeadLetter] = []
+
+        @broker.subscriber("documents", group_id="g")  # type: ignore[attr-defined]
+        async def handle(event: DocumentUpserted) -> None:
+            raise PoisonMessageError("cannot parse application/x-unknown")
+
+        @broker.subscriber("documents.dlq")  # type: ignore[attr-defined]
+        async def collect(letter: DeadLetter) -> None:
+            letters.append(letter)
+
+        async with TestKafkaBroker(broker) as test_broker:
+            await publish_event(
+                test_broker, DocumentUpserted(doc_id="d", content="x"), topic="documents", key="d"
+            )
+
+        assert len(letters) == 1
+        assert "application/x-unknown" in letters[0].error
+
+
+class TestCorrelation:
+    async def test_correlation_id_travels_through_a_hop(self) -> None:
+        """A handler sees the publisher's correlation id and republishes with it."""
+        broker, _ = _broker()
+        seen: list[str | None] = []
+
+        @broker.subscriber("documents", group_id="g")  # type: ignore[attr-defined]
+        async def first(event: DocumentUpserted) -> None:
+            seen.append(current_correlation_id())
+            await publish_event(broker, event, topic="chunks", key=event.doc_id)  # type: ignore[arg-type]
+
+        @broker.subscriber("chunks", group_id="g2")  # type: ignore[attr-defined]
+        async def second(event: DocumentUpserted) -> None:
+            seen.append(current_correlation_id())
+
+        async with TestKafkaBroker(broker) as test_broker:
+            await publish_event(
+                test_broker,
+                DocumentUpserted(doc_id="d", content="x"),
+                topic="documents",
+                key="d",
+                correlation_id="corr-123",
+            )
+
+        assert seen == ["corr-123", "corr-123"]
+        assert current_correlation_id() is None
+
+
+@pytest.mark.parametrize("topic", ["documents", "queries"])
+def test_settings_are_frozen(topic: str) -> None:
+    """Settings are read once and cannot be changed afterwards."""
+    settings = ServiceSettings()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - pydantic raises ValidationError here
+        settings.service_name = topic  # type: ignore[misc]
