@@ -56,7 +56,7 @@ class EmbeddingModel:
         return [vector.tolist() for vector in vectors]
 
     def count_tokens(self, text: str) -> int:
-        """Return how many word pieces the model's tokenizer makes of ``text`` (with [CLS]/[SEP])."""
+        """Return the number of word pieces the model reads for ``text``, [CLS] and [SEP] included."""
         return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
 
 

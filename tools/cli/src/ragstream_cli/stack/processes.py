@@ -189,7 +189,7 @@ class ManagedProcess:
         return record.pid if record is not None and _alive(record) else None
 
     def is_running(self) -> bool:
-        """Whether the process recorded in the pid file is alive (and is still the one we started)."""
+        """Whether the process in the pid file is alive (and is still the one we started)."""
         return self.pid() is not None
 
     def returncode(self) -> int | None:
@@ -231,7 +231,8 @@ class ManagedProcess:
                     close_fds=True,
                 )
             except OSError as exc:
-                raise StackError(f"cannot start {self.name}: {exc}", log_path=self.log_path) from exc
+                msg = f"cannot start {self.name}: {exc}"
+                raise StackError(msg, log_path=self.log_path) from exc
         _CHILDREN[child.pid] = child
         record = PidRecord(
             pid=child.pid,
@@ -339,11 +340,10 @@ class ManagedProcess:
             time.sleep(min(interval, max(timeout - elapsed, 0.01)))
 
     def ensure_running(self, timeout: float) -> bool:
-        """Start the process unless it already runs, then wait until ready; True if it started it."""
+        """Start unless already running, then wait until ready; True if this call started it."""
         started = False
         if not self.is_running():
             self.start()
             started = True
         self.wait_ready(timeout)
         return started
-

@@ -1,0 +1,44 @@
+"""The table ``ragstream status`` prints: infrastructure and services, where they run."""
+
+from __future__ import annotations
+
+import httpx
+from rich.table import Table
+
+from ragstream_cli.stack import kafka_status, weaviate_status
+from ragstream_cli.stack.platform import ServiceSpec
+
+__all__ = ["stack_status_table"]
+
+
+def _health(url: str) -> str:
+    try:
+        response = httpx.get(f"{url}/healthz", timeout=2.0)
+    except httpx.HTTPError:
+        return "down"
+    return "healthy" if response.is_success else f"unhealthy ({response.status_code})"
+
+
+def stack_status_table(services: tuple[ServiceSpec, ...]) -> Table:
+    """Return a table of Kafka, Weaviate and each service: state, pid, endpoint.
+
+    Args:
+        services: The services to probe on their ports.
+    """
+    table = Table("component", "state", "pid", "endpoint", "log", title="ragstream")
+    for component in (kafka_status(), weaviate_status()):
+        state = "running" if component.running else "stopped"
+        if component.running and not component.managed:
+            state += " (not started by this checkout)"
+        if not component.installed:
+            state += ", not installed"
+        table.add_row(
+            f"{component.name} {component.version}",
+            state,
+            str(component.pid or ""),
+            component.endpoint,
+            str(component.log_path),
+        )
+    for spec in services:
+        table.add_row(spec.name, _health(spec.url), "", spec.url, "")
+    return table
