@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,6 +79,12 @@ def create_broker(settings: ServiceSettings, metrics: ServiceMetrics) -> KafkaBr
         max_request_size=min(settings.kafka_max_request_bytes, MAX_MESSAGE_BYTES),
         acks="all",
         enable_idempotence=True,
+        # Topics come from the registry with their partitions and retention; a service that
+        # starts first must not create them with the broker's defaults.
+        allow_auto_create_topics=False,
+        # FastStream logs every message received and processed; at our volumes (every gateway
+        # replica reads every answer) that belongs at DEBUG, our handlers log what matters.
+        log_level=logging.DEBUG,
         middlewares=(
             _CorrelationMiddleware,
             KafkaPrometheusMiddleware(registry=metrics.registry, app_name=settings.service_name),

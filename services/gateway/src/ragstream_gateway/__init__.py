@@ -1,0 +1,1 @@
+"""ragstream gateway: the public REST API over the Kafka pipeline."""

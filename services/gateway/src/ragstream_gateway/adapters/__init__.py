@@ -1,0 +1,1 @@
+"""The modules that speak to an SDK directly (aiokafka consumer internals)."""

@@ -1,0 +1,373 @@
+"""The public REST API under ``/v1``: documents in, document status, queries and their answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.exceptions import IncorrectState
+from faststream.kafka import KafkaBroker
+
+from ragstream_common.events import (
+    DocumentDeleted,
+    DocumentStatus,
+    DocumentUpserted,
+    Event,
+    QueryRequested,
+)
+from ragstream_common.logging import bind_correlation_id, get_logger
+from ragstream_common.messaging import publish_event
+from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS, QUERIES
+from ragstream_gateway.adapters.kafka_positions import StatusCatchUp
+from ragstream_gateway.domain import (
+    DEFAULT_TENANT,
+    DOC_ID_PATTERN,
+    TENANT_PATTERN,
+    DocumentAccepted,
+    DocumentIn,
+    DocumentStatusView,
+    ErrorBody,
+    PendingReplies,
+    QueryAnswer,
+    QueryIn,
+    StatusBook,
+    answer_to_response,
+    content_size,
+    status_url,
+)
+from ragstream_gateway.instruments import GatewayMetrics
+from ragstream_gateway.settings import GatewaySettings
+
+__all__ = ["ApiError", "Gateway", "install_error_handlers", "router"]
+
+_log = get_logger(__name__)
+
+
+class ApiError(Exception):
+    """An error with the HTTP status and message the client should get.
+
+    Args:
+        status_code: The HTTP status.
+        detail: A message for the client.
+        query_id: The query concerned, if any.
+        headers: Extra response headers (Retry-After, say).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        query_id: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.query_id = query_id
+        self.headers = headers
+
+
+@dataclass
+class Gateway:
+    """What the routes need: settings, broker, metrics, the reply registry and the status view."""
+
+    settings: GatewaySettings
+    broker: KafkaBroker
+    metrics: GatewayMetrics
+    replies: PendingReplies = field(default_factory=PendingReplies)
+    statuses: StatusBook = field(default_factory=StatusBook)
+    status_catch_up: StatusCatchUp = field(default_factory=StatusCatchUp)
+    # Set once the reply consumer's positions are fixed (see app.py's lifespan).
+    ready: bool = False
+
+    async def publish(
+        self, event: Event, *, topic: str, key: str, correlation_id: str | None, max_wait_s: float
+    ) -> None:
+        """Publish ``event``, turning Kafka trouble into the HTTP error it means for the client.
+
+        Args:
+            event: The event.
+            topic: Its topic.
+            key: Its partitioning key.
+            correlation_id: The request's correlation id.
+            max_wait_s: Seconds before Kafka counts as unavailable.
+        """
+        try:
+            async with asyncio.timeout(max_wait_s):
+                await publish_event(
+                    self.broker,
+                    event,
+                    topic=topic,
+                    key=key,
+                    metrics=self.metrics.service,
+                    correlation_id=correlation_id,
+                )
+        except MessageSizeTooLargeError as error:
+            raise ApiError(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                "the document is too large for one Kafka message once encoded",
+            ) from error
+        except (KafkaError, IncorrectState, TimeoutError) as error:
+            _log.warning("publish_failed", topic=topic, error_type=type(error).__name__)
+            raise ApiError(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"Kafka is unavailable ({type(error).__name__}); retry later",
+                headers={"Retry-After": "1"},
+            ) from error
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def _correlation_id(request: Request) -> str:
+    # Chosen by the request middleware in app.py (the client's id, or a fresh one).
+    correlation_id: str = request.state.correlation_id
+    return correlation_id
+
+
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+DocIdPath = Annotated[str, Path(pattern=DOC_ID_PATTERN, description="The document id.")]
+TenantQuery = Annotated[str, Query(pattern=TENANT_PATTERN, description="The document's tenant.")]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "Kafka is unavailable."},
+}
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentAccepted,
+    responses={413: {"model": ErrorBody, "description": "The content is too large."}, **_ERRORS},
+    tags=["documents"],
+    summary="Add or replace a document",
+)
+async def upsert_document(
+    document: DocumentIn, request: Request, gateway: GatewayDep
+) -> DocumentAccepted:
+    """Accept a document for indexing; follow its progress at ``status_url``."""
+    size = content_size(document.content)
+    limit = gateway.settings.max_document_bytes
+    if size > limit:
+        raise ApiError(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"content is {size} bytes; the limit is {limit} bytes",
+        )
+    doc_id = document.doc_id or uuid.uuid4().hex
+    correlation_id = _correlation_id(request)
+    max_wait_s = gateway.settings.publish_timeout_s
+    upserted = DocumentUpserted(
+        doc_id=doc_id,
+        tenant=document.tenant,
+        title=document.title,
+        content=document.content,
+        content_type=document.content_type,
+        source=document.source,
+        tags=document.tags,
+    )
+    await gateway.publish(
+        upserted, topic=DOCUMENTS, key=doc_id, correlation_id=correlation_id, max_wait_s=max_wait_s
+    )
+    received = DocumentStatus(doc_id=doc_id, tenant=document.tenant, stage="received")
+    # Read-your-writes on this replica: the view need not wait for the topic round trip.
+    gateway.statuses.apply(received)
+    # Keyed like the documents topic, so the stages of one document share a partition and order.
+    await gateway.publish(
+        received,
+        topic=DOCUMENT_STATUS,
+        key=doc_id,
+        correlation_id=correlation_id,
+        max_wait_s=max_wait_s,
+    )
+    _log.info("document_received", doc_id=doc_id, tenant=document.tenant, bytes=size)
+    return DocumentAccepted(
+        doc_id=doc_id, status="received", status_url=status_url(doc_id, document.tenant)
+    )
+
+
+@router.get(
+    "/documents/{doc_id}",
+    response_model=DocumentStatusView,
+    responses={
+        404: {"model": ErrorBody, "description": "No such document."},
+        503: {"model": ErrorBody, "description": "The status view is still loading."},
+    },
+    tags=["documents"],
+    summary="Where a document stands in the pipeline",
+)
+async def document_status(
+    doc_id: DocIdPath, gateway: GatewayDep, tenant: TenantQuery = DEFAULT_TENANT
+) -> DocumentStatusView:
+    """Return the latest status of a document; ``indexed`` is true once it is searchable."""
+    view = gateway.statuses.get(tenant, doc_id)
+    if view is not None:
+        return view
+    if not await gateway.status_catch_up.reached():
+        raise ApiError(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the status view is still loading; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    raise ApiError(status.HTTP_404_NOT_FOUND, f"unknown document {doc_id!r} in tenant {tenant!r}")
+
+
+@router.delete(
+    "/documents/{doc_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DocumentAccepted,
+    responses=_ERRORS,
+    tags=["documents"],
+    summary="Withdraw a document from the index",
+)
+async def delete_document(
+    doc_id: DocIdPath, request: Request, gateway: GatewayDep, tenant: TenantQuery = DEFAULT_TENANT
+) -> DocumentAccepted:
+    """Request the removal of every chunk of a document; its status turns ``deleted``."""
+    await gateway.publish(
+        DocumentDeleted(doc_id=doc_id, tenant=tenant),
+        topic=DOCUMENTS,
+        key=doc_id,
+        correlation_id=_correlation_id(request),
+        max_wait_s=gateway.settings.publish_timeout_s,
+    )
+    _log.info("document_delete_requested", doc_id=doc_id, tenant=tenant)
+    return DocumentAccepted(
+        doc_id=doc_id, status="delete_requested", status_url=status_url(doc_id, tenant)
+    )
+
+
+@router.post(
+    "/query",
+    response_model=QueryAnswer,
+    responses={
+        502: {"model": ErrorBody, "description": "The pipeline failed to answer."},
+        504: {"model": ErrorBody, "description": "No answer within the query timeout."},
+        **_ERRORS,
+    },
+    tags=["queries"],
+    summary="Ask a question of the indexed documents",
+)
+async def query(body: QueryIn, request: Request, gateway: GatewayDep) -> QueryAnswer:
+    """Answer a question with citations, waiting for the pipeline's answer."""
+    started = time.perf_counter()
+    settings = gateway.settings
+    if not gateway.ready:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, "the gateway is starting; retry")
+    query_id = uuid.uuid4().hex
+    # The client's id when it sent one, so its traces join ours; else the query id.
+    correlation_id = request.state.client_correlation_id or query_id
+    request.state.correlation_id = correlation_id
+    bind_correlation_id(correlation_id)
+
+    # Registered before publishing: an answer can arrive before publish() even returns.
+    pending = gateway.replies.expect(query_id)
+    gateway.metrics.queries_in_flight.labels(gateway.metrics.name).inc()
+    try:
+        await gateway.publish(
+            QueryRequested(
+                query_id=query_id,
+                tenant=body.tenant,
+                text=body.query,
+                top_k=body.top_k,
+                reply_to=settings.instance_id,
+            ),
+            topic=QUERIES,
+            key=query_id,
+            correlation_id=correlation_id,
+            max_wait_s=min(settings.publish_timeout_s, settings.query_timeout_s),
+        )
+        remaining = settings.query_timeout_s - (time.perf_counter() - started)
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                answer = await pending
+        except TimeoutError:
+            gateway.metrics.query_timeouts.labels(gateway.metrics.name).inc()
+            _log.warning("query_timed_out", query_id=query_id)
+            raise ApiError(
+                status.HTTP_504_GATEWAY_TIMEOUT,
+                f"no answer within {settings.query_timeout_s:g} s",
+                query_id=query_id,
+            ) from None
+    finally:
+        # Completion already removed it; this covers timeouts, Kafka errors and disconnects.
+        gateway.replies.forget(query_id)
+        gateway.metrics.queries_in_flight.labels(gateway.metrics.name).dec()
+
+    if answer.error:
+        _log.warning("query_failed_downstream", query_id=query_id, error=answer.error[:300])
+        raise ApiError(status.HTTP_502_BAD_GATEWAY, answer.error, query_id=query_id)
+    total_ms = (time.perf_counter() - started) * 1000
+    _log.info("query_answered", query_id=query_id, total_ms=round(total_ms, 1))
+    return answer_to_response(answer, gateway_total_ms=total_ms)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every failure a JSON ``{"detail": ...}`` with a meaningful status code.
+
+    Args:
+        app: The application to equip.
+    """
+
+    async def api_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        body = ErrorBody(detail=error.detail, query_id=error.query_id)
+        return JSONResponse(
+            body.model_dump(exclude_none=True), error.status_code, headers=error.headers
+        )
+
+    async def kafka_error(request: Request, error: Exception) -> JSONResponse:
+        # A safety net: publishing goes through Gateway.publish, which maps these already.
+        return JSONResponse(
+            {"detail": f"Kafka is unavailable ({type(error).__name__}); retry later"},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
+    async def validation_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        # FastAPI's own shape (a list of located errors) plus one readable sentence.
+        errors = error.errors()
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', ()))}: {item.get('msg', '')}"
+            for item in errors
+        )
+        return JSONResponse(
+            {"detail": f"invalid request: {summary}", "errors": _jsonable(errors)},
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        _log.exception("unhandled_error", path=request.url.path)
+        correlation_id = getattr(request.state, "correlation_id", None)
+        return JSONResponse(
+            {"detail": f"internal error ({type(error).__name__}); correlation id {correlation_id}"},
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(KafkaError, kafka_error)
+    app.add_exception_handler(IncorrectState, kafka_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _jsonable(errors: Any) -> Any:
+    # The offending input is left out: it can be a whole document, and the location and message
+    # already say what is wrong. "ctx" may hold exception objects, hence the string encoder.
+    return jsonable_encoder(
+        [{k: v for k, v in item.items() if k in {"type", "loc", "msg", "ctx"}} for item in errors],
+        custom_encoder={Exception: str},
+    )

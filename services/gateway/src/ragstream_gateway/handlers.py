@@ -1,0 +1,118 @@
+"""The gateway's Kafka consumers: answers to the queries it holds, and document statuses.
+
+Both read without a consumer group, because each replica needs every partition: any partition of
+``answers`` may carry an answer it waits for, and the status view must hold every document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter, Topic
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from ragstream_common.events import AnswerCompleted, DocumentStatus
+from ragstream_common.logging import get_logger
+from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
+from ragstream_gateway.domain import PendingReplies, StatusBook
+from ragstream_gateway.instruments import GatewayMetrics
+from ragstream_gateway.settings import GatewaySettings
+
+__all__ = ["GatewayConsumers", "build_consumers"]
+
+_log = get_logger(__name__)
+
+
+@dataclass
+class GatewayConsumers:
+    """The router to include in the broker, and its two subscribers (for their consumers)."""
+
+    router: KafkaRouter
+    answers: Any
+    statuses: Any
+
+
+def build_consumers(
+    settings: GatewaySettings,
+    replies: PendingReplies,
+    statuses: StatusBook,
+    metrics: GatewayMetrics,
+) -> GatewayConsumers:
+    """Build the subscribers that feed ``replies`` and ``statuses`` from Kafka.
+
+    Args:
+        settings: The gateway's settings (its reply route, fetch waits).
+        replies: The queries this replica waits on.
+        statuses: The document status view to keep current.
+        metrics: Counts what the consumers see.
+    """
+    router = KafkaRouter()
+    reply_route = settings.instance_id.encode()
+
+    # Topics are provisioned from the registry (partitions, retention, compaction); declare=False
+    # stops FastStream from creating a one-partition topic with default settings instead.
+    answers = router.subscriber(
+        Topic(ANSWERS, declare=False),
+        group_id=None,
+        # Answers published before this replica started belong to requests it never held, so
+        # reading from the end is enough, provided the end is pinned before the first query
+        # is accepted: app.py waits for that (adapters.kafka_positions.fix_positions).
+        auto_offset_reset="latest",
+        # No group, no commits: a replica that restarts starts over at the end anyway.
+        ack_policy=AckPolicy.ACK_FIRST,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        title="answers (reply route of this replica)",
+    )
+
+    @answers
+    async def on_answer(message: KafkaMessage) -> None:
+        """Resolve the pending request an answer belongs to; ignore everyone else's."""
+        # Answers are keyed by reply route: another replica's answer is dropped on its key,
+        # before the body is parsed, and so is dead-lettered (if unreadable) only by its owner.
+        record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)  # not a batch
+        key = record.key
+        if key is not None and key != reply_route:
+            metrics.answer_seen("foreign")
+            return
+        answer = AnswerCompleted.model_validate_json(message.body)
+        if answer.reply_to != settings.instance_id:
+            metrics.answer_seen("foreign")
+            return
+        if replies.resolve(answer):
+            metrics.answer_seen("resolved")
+        else:
+            metrics.answer_seen("late")
+            _log.info("answer_without_pending_request", query_id=answer.query_id)
+
+    status_topic = router.subscriber(
+        Topic(DOCUMENT_STATUS, declare=False),
+        group_id=None,
+        # The topic is compacted: reading it whole rebuilds the latest status of every document.
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        title="document-status (status view)",
+    )
+
+    @status_topic
+    async def on_status(message: KafkaMessage) -> None:
+        """Fold a status event into the view; skip tombstones and unreadable events."""
+        if not message.body:
+            # A tombstone (compaction's delete marker) carries no status to show.
+            metrics.status_event("tombstone")
+            return
+        try:
+            event = DocumentStatus.model_validate_json(message.body)
+        except ValidationError as error:
+            # Every replica reads this topic; dead-lettering here would write one copy per
+            # replica, so an unreadable status is counted and logged instead.
+            metrics.status_event("rejected")
+            _log.warning("status_event_rejected", error=str(error)[:300])
+            return
+        metrics.status_event("applied" if statuses.apply(event) else "stale")
+
+    return GatewayConsumers(router=router, answers=answers, statuses=status_topic)

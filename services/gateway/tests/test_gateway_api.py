@@ -1,0 +1,428 @@
+"""Tests for the gateway's HTTP API, with its broker on FastStream's in-memory test broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest.mock import AsyncMock, MagicMock
+
+import httpx
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from ragstream_common.events import AnswerCompleted, Citation, DocumentStatus, QueryRequested
+from ragstream_common.messaging import publish_event
+from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES
+from ragstream_gateway.api import Gateway
+from ragstream_gateway.app import create_app
+from ragstream_gateway.settings import GatewaySettings
+
+INSTANCE = "gw-test-1"
+
+
+@dataclass
+class Recorded:
+    """What went over the in-memory broker during one test, by topic."""
+
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        """Return the messages published to ``topic`` (key, correlation id, body)."""
+        return self.messages.get(topic, [])
+
+
+@dataclass
+class Harness:
+    """A running gateway app and what it published."""
+
+    client: httpx.AsyncClient
+    app: FastAPI
+    broker: KafkaBroker
+    recorded: Recorded
+
+    @property
+    def gateway(self) -> Gateway:
+        """The app's runtime state."""
+        gateway: Gateway = self.app.state.gateway
+        return gateway
+
+
+Responder = Callable[[QueryRequested], AnswerCompleted | None]
+
+
+def _answer_for(query: QueryRequested, **fields: Any) -> AnswerCompleted:
+    values: dict[str, Any] = {
+        "query_id": query.query_id,
+        "tenant": query.tenant,
+        "reply_to": query.reply_to,
+        "answer": f"echo: {query.text} [1]",
+        "citations": [
+            Citation(n=1, doc_id="doc-1", chunk_id="doc-1:0", title="T", snippet="s", score=0.7)
+        ],
+        "model": "fake",
+        "timings": {"retrieve_ms": 1.5, "generate_ms": 2.5},
+    }
+    values.update(fields)
+    return AnswerCompleted.model_validate(values)
+
+
+@asynccontextmanager
+async def running(
+    *, responder: Responder | None = None, raise_app_exceptions: bool = True, **overrides: Any
+) -> AsyncIterator[Harness]:
+    """Start the app on the test broker, with a fake pipeline answering on ``answers``."""
+    settings = GatewaySettings(instance_id=INSTANCE, **overrides)
+    app = create_app(settings)
+    broker: KafkaBroker = app.state.gateway.broker
+    recorded = Recorded()
+
+    def record(topic: str) -> None:
+        @broker.subscriber(topic, group_id=f"recorder-{topic}")
+        async def keep(message: KafkaMessage) -> None:
+            recorded.messages.setdefault(topic, []).append(
+                {
+                    "key": getattr(message.raw_message, "key", None),
+                    "correlation_id": message.correlation_id,
+                    "body": json.loads(message.body) if message.body else None,
+                }
+            )
+
+    for topic in (DOCUMENTS, QUERIES):
+        record(topic)
+
+    if responder is not None:
+
+        @broker.subscriber(QUERIES, group_id="fake-pipeline")
+        async def answer(query: QueryRequested) -> None:
+            reply = responder(query)
+            if reply is not None:
+                await publish_event(broker, reply, topic=ANSWERS, key=query.reply_to)
+
+    async with (
+        TestKafkaBroker(broker, connect_only=True),
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app, raise_app_exceptions=raise_app_exceptions),
+            base_url="http://gateway",
+        ) as client,
+    ):
+        yield Harness(client=client, app=app, broker=broker, recorded=recorded)
+
+
+class TestQuery:
+    async def test_answer_from_the_pipeline_is_returned(self) -> None:
+        """A query is published to queries and the matching AnswerCompleted becomes the body."""
+        async with running(responder=_answer_for) as h:
+            response = await h.client.post("/v1/query", json={"query": "capital?", "top_k": 3})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            (published,) = h.recorded.of(QUERIES)
+            assert published["body"]["query_id"] == body["query_id"]
+            assert published["key"] == body["query_id"].encode()
+            assert published["body"]["reply_to"] == INSTANCE
+            assert published["body"]["top_k"] == 3
+            assert body["answer"] == "echo: capital? [1]"
+            assert body["citations"][0]["doc_id"] == "doc-1"
+            assert body["model"] == "fake"
+            assert body["cached"] is False
+            assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "gateway_total_ms"}
+            assert len(h.gateway.replies) == 0
+
+    async def test_query_id_is_the_correlation_id(self) -> None:
+        """Without a client id, the query id correlates the request, the message and the reply."""
+        async with running(responder=_answer_for) as h:
+            response = await h.client.post("/v1/query", json={"query": "q"})
+            query_id = response.json()["query_id"]
+            assert response.headers["X-Request-ID"] == query_id
+            assert h.recorded.of(QUERIES)[0]["correlation_id"] == query_id
+
+    async def test_client_request_id_is_honoured_and_echoed(self) -> None:
+        """An incoming X-Request-ID travels with the query and comes back in the response."""
+        async with running(responder=_answer_for) as h:
+            response = await h.client.post(
+                "/v1/query", json={"query": "q"}, headers={"X-Request-ID": "client-42"}
+            )
+            assert response.headers["X-Request-ID"] == "client-42"
+            assert h.recorded.of(QUERIES)[0]["correlation_id"] == "client-42"
+
+    async def test_no_answer_is_a_504_with_the_query_id(self) -> None:
+        """When no answer comes within the timeout the client gets 504 and nothing leaks."""
+        async with running(query_timeout_s=0.05) as h:
+            response = await h.client.post("/v1/query", json={"query": "anyone?"})
+            assert response.status_code == 504
+            body = response.json()
+            assert body["detail"] == "no answer within 0.05 s"
+            assert body["query_id"] == h.recorded.of(QUERIES)[0]["body"]["query_id"]
+            assert len(h.gateway.replies) == 0
+            metrics = h.gateway.metrics
+            assert metrics.query_timeouts.labels("gateway")._value.get() == 1
+            assert metrics.queries_in_flight.labels("gateway")._value.get() == 0
+
+    async def test_another_replicas_answer_is_ignored(self) -> None:
+        """An answer keyed to another reply route does not complete this replica's request."""
+
+        def misrouted(query: QueryRequested) -> AnswerCompleted:
+            return _answer_for(query, reply_to="gw-other")
+
+        async with running(responder=None, query_timeout_s=0.1) as h:
+
+            @h.broker.subscriber(QUERIES, group_id="misrouting-pipeline")
+            async def answer(query: QueryRequested) -> None:
+                await publish_event(h.broker, misrouted(query), topic=ANSWERS, key="gw-other")
+
+            await h.broker.start()  # registers the late subscriber with the test broker
+            response = await h.client.post("/v1/query", json={"query": "q"})
+            assert response.status_code == 504
+            assert h.gateway.metrics.answers_seen.labels("gateway", "foreign")._value.get() == 1
+
+    async def test_answer_with_error_is_a_502(self) -> None:
+        """A pipeline failure reported in the answer reaches the client as 502 with its message."""
+
+        def failing(query: QueryRequested) -> AnswerCompleted:
+            return _answer_for(query, answer="", citations=[], error="all LLM deployments failed")
+
+        async with running(responder=failing) as h:
+            response = await h.client.post("/v1/query", json={"query": "q"})
+            assert response.status_code == 502
+            assert response.json()["detail"] == "all LLM deployments failed"
+            assert response.json()["query_id"]
+
+    @pytest.mark.parametrize(
+        ("payload", "field_name"),
+        [
+            ({"query": ""}, "query"),
+            ({"query": "x" * 2001}, "query"),
+            ({"query": "q", "top_k": 0}, "top_k"),
+            ({"query": "q", "top_k": 51}, "top_k"),
+            ({"top_k": 5}, "query"),
+            ({"query": "q", "tenant": "bad tenant"}, "tenant"),
+        ],
+    )
+    async def test_invalid_queries_are_422_with_a_message(
+        self, payload: dict[str, Any], field_name: str
+    ) -> None:
+        """Out-of-range input is refused with a message naming the field, and nothing is sent."""
+        async with running(responder=_answer_for) as h:
+            response = await h.client.post("/v1/query", json=payload)
+            assert response.status_code == 422
+            assert field_name in response.json()["detail"]
+            assert h.recorded.of(QUERIES) == []
+
+    async def test_kafka_down_is_a_503(self) -> None:
+        """A publish that fails because Kafka is unreachable is a 503, not a 500."""
+        async with running(responder=_answer_for) as h:
+            h.broker.publish = AsyncMock(side_effect=KafkaConnectionError())  # type: ignore[method-assign]
+            response = await h.client.post("/v1/query", json={"query": "q"})
+            assert response.status_code == 503
+            assert "Kafka is unavailable" in response.json()["detail"]
+            assert len(h.gateway.replies) == 0
+
+
+class TestDocuments:
+    async def test_post_publishes_the_document_and_its_received_status(self) -> None:
+        """A document goes to documents keyed by its id, and 'received' to document-status."""
+        async with running() as h:
+            status_events: list[DocumentStatus] = []
+
+            @h.broker.subscriber(DOCUMENT_STATUS, group_id="status-recorder")
+            async def keep(event: DocumentStatus) -> None:
+                status_events.append(event)
+
+            await h.broker.start()
+            response = await h.client.post(
+                "/v1/documents",
+                json={"doc_id": "doc-7", "title": "T", "content": "hello", "tags": ["a"]},
+            )
+            assert response.status_code == 202
+            assert response.json() == {
+                "doc_id": "doc-7",
+                "status": "received",
+                "status_url": "/v1/documents/doc-7",
+            }
+            (published,) = h.recorded.of(DOCUMENTS)
+            assert published["key"] == b"doc-7"
+            assert published["body"]["kind"] == "upsert"
+            assert published["body"]["content"] == "hello"
+            assert published["body"]["tags"] == ["a"]
+            assert [(e.doc_id, e.stage) for e in status_events] == [("doc-7", "received")]
+
+    async def test_doc_id_is_generated_when_absent(self) -> None:
+        """Without a doc id the gateway assigns a fresh hex id and returns it."""
+        async with running() as h:
+            response = await h.client.post("/v1/documents", json={"content": "hello"})
+            doc_id = response.json()["doc_id"]
+            assert len(doc_id) == 32
+            assert h.recorded.of(DOCUMENTS)[0]["body"]["doc_id"] == doc_id
+
+    async def test_posted_document_is_visible_as_received(self) -> None:
+        """Right after the upload, the status endpoint reports 'received', not indexed."""
+        async with running() as h:
+            await h.client.post("/v1/documents", json={"doc_id": "d1", "content": "x"})
+            body = (await h.client.get("/v1/documents/d1")).json()
+            assert (body["stage"], body["indexed"], body["tenant"]) == (
+                "received",
+                False,
+                "default",
+            )
+
+    async def test_oversized_content_is_a_413_with_a_message(self) -> None:
+        """Content above max_document_bytes is refused before anything is published."""
+        async with running(max_document_bytes=10) as h:
+            response = await h.client.post("/v1/documents", json={"content": "x" * 11})
+            assert response.status_code == 413
+            assert response.json()["detail"] == "content is 11 bytes; the limit is 10 bytes"
+            assert h.recorded.of(DOCUMENTS) == []
+
+    async def test_oversized_body_is_refused_before_reading(self) -> None:
+        """A body whose declared length no document could need is a 413 straight away."""
+        async with running(max_document_bytes=10) as h:
+            response = await h.client.post(
+                "/v1/documents",
+                content=b"{" + b" " * 70_000 + b"}",
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status_code == 413
+            assert "exceeds" in response.json()["detail"]
+
+    @pytest.mark.parametrize(
+        ("payload", "field_name"),
+        [
+            ({"content": ""}, "content"),
+            ({"content": "   "}, "content"),
+            ({"title": "no content"}, "content"),
+            ({"content": "x", "doc_id": "a/b"}, "doc_id"),
+        ],
+    )
+    async def test_invalid_documents_are_422_with_a_message(
+        self, payload: dict[str, Any], field_name: str
+    ) -> None:
+        """Invalid documents are refused with a message naming the field."""
+        async with running() as h:
+            response = await h.client.post("/v1/documents", json=payload)
+            assert response.status_code == 422
+            assert field_name in response.json()["detail"]
+
+    async def test_malformed_json_is_422(self) -> None:
+        """A body that is not JSON is a client error with a message."""
+        async with running() as h:
+            response = await h.client.post(
+                "/v1/documents", content=b"{nope", headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 422
+            assert "invalid request" in response.json()["detail"]
+
+    async def test_unknown_document_is_404(self) -> None:
+        """A document no status event named is a 404 with a message."""
+        async with running() as h:
+            response = await h.client.get("/v1/documents/never-seen")
+            assert response.status_code == 404
+            assert "never-seen" in response.json()["detail"]
+
+    async def test_status_event_from_the_pipeline_is_served(self) -> None:
+        """A status event on document-status updates what GET returns, per tenant."""
+        async with running() as h:
+            event = DocumentStatus(
+                doc_id="d2", tenant="acme", stage="indexed", version=3, chunk_count=9
+            )
+            await publish_event(h.broker, event, topic=DOCUMENT_STATUS, key="d2")
+            response = await h.client.get("/v1/documents/d2", params={"tenant": "acme"})
+            assert response.status_code == 200
+            body = response.json()
+            assert (body["stage"], body["indexed"], body["version"], body["chunk_count"]) == (
+                "indexed",
+                True,
+                3,
+                9,
+            )
+            assert (await h.client.get("/v1/documents/d2")).status_code == 404
+
+    async def test_unreadable_status_event_is_skipped(self) -> None:
+        """A malformed status event is counted and skipped, and the view keeps working."""
+        async with running() as h:
+            await h.broker.publish(b"{not json", topic=DOCUMENT_STATUS, key=b"d3")
+            await h.broker.publish(b"", topic=DOCUMENT_STATUS, key=b"d3")
+            metrics = h.gateway.metrics
+            assert metrics.status_events.labels("gateway", "rejected")._value.get() == 1
+            assert metrics.status_events.labels("gateway", "tombstone")._value.get() == 1
+            assert (await h.client.get("/v1/documents/d3")).status_code == 404
+
+    async def test_delete_publishes_document_deleted(self) -> None:
+        """DELETE sends a DocumentDeleted keyed by the doc id and answers 202."""
+        async with running() as h:
+            response = await h.client.delete("/v1/documents/d4", params={"tenant": "acme"})
+            assert response.status_code == 202
+            assert response.json()["status"] == "delete_requested"
+            assert response.json()["status_url"] == "/v1/documents/d4?tenant=acme"
+            (published,) = h.recorded.of(DOCUMENTS)
+            assert published["key"] == b"d4"
+            assert (published["body"]["kind"], published["body"]["tenant"]) == ("delete", "acme")
+
+    async def test_kafka_down_is_a_503(self) -> None:
+        """An upload that cannot reach Kafka is a 503 with a message."""
+        async with running() as h:
+            h.broker.publish = AsyncMock(side_effect=KafkaConnectionError())  # type: ignore[method-assign]
+            response = await h.client.post("/v1/documents", json={"content": "x"})
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+
+
+class TestOperations:
+    async def test_healthz_is_200_when_ready(self) -> None:
+        """A started replica whose broker answers ping is healthy."""
+        async with running() as h:
+            response = await h.client.get("/healthz")
+            assert response.status_code == 200
+            assert response.json()["instance_id"] == INSTANCE
+
+    async def test_healthz_is_503_before_startup(self) -> None:
+        """A replica whose lifespan has not run yet is not ready."""
+        app = create_app(GatewaySettings(instance_id=INSTANCE))
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            assert (await client.get("/healthz")).status_code == 503
+
+    async def test_metrics_expose_gateway_instruments(self) -> None:
+        """/metrics serves request latency by route, in-flight queries and timeouts."""
+        async with running(responder=_answer_for) as h:
+            await h.client.post("/v1/query", json={"query": "q"})
+            text = (await h.client.get("/metrics")).text
+            assert 'route="/v1/query"' in text
+            assert "ragstream_http_request_duration_seconds_bucket" in text
+            assert "ragstream_queries_in_flight" in text
+            assert "ragstream_query_timeouts_total" in text
+            assert 'ragstream_events_published_total{service="gateway",topic="queries"} 1.0' in text
+
+    async def test_openapi_documents_the_v1_routes_with_models(self) -> None:
+        """The OpenAPI document lists every /v1 route and its request and response models."""
+        async with running() as h:
+            spec = (await h.client.get("/openapi.json")).json()
+            assert {"/v1/documents", "/v1/documents/{doc_id}", "/v1/query"} <= set(spec["paths"])
+            assert {
+                "DocumentIn",
+                "DocumentAccepted",
+                "DocumentStatusView",
+                "QueryIn",
+                "QueryAnswer",
+                "ErrorBody",
+            } <= set(spec["components"]["schemas"])
+            assert "/metrics" not in spec["paths"]
+
+    async def test_unexpected_error_is_a_json_message(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bug surfaces as a logged JSON error with the correlation id, not an HTML page."""
+        # Stands in for the logger, whose console traceback rendering takes seconds in tests.
+        log = MagicMock()
+        monkeypatch.setattr("ragstream_gateway.api._log", log)
+        async with running(raise_app_exceptions=False) as h:
+            h.gateway.statuses.get = None  # type: ignore[assignment, method-assign]
+            response = await h.client.get("/v1/documents/d", headers={"X-Request-ID": "trace-1"})
+            assert response.status_code == 500
+            assert response.json()["detail"] == "internal error (TypeError); correlation id trace-1"
+            log.exception.assert_called_once()
