@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -46,7 +47,14 @@ class PoisonMessageError(Exception):
     """Raised by a handler for a message that can never be processed, whatever the retries."""
 
 
-_POISON = (PoisonMessageError, ValidationError, json.JSONDecodeError, UnicodeDecodeError)
+# A result too large for the topic will be too large on every retry as well.
+_POISON = (
+    PoisonMessageError,
+    ValidationError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    MessageSizeTooLargeError,
+)
 
 
 def consumer_options(settings: ServiceSettings, group_id: str | None) -> dict[str, Any]:
@@ -144,7 +152,7 @@ async def dead_letter(
         metrics: Counts the dead letter when given.
     """
     raw = message.raw_message
-    records: Sequence[Any] = raw if isinstance(raw, tuple) else (raw,)
+    records: Sequence[Any] = raw if isinstance(raw, tuple | list) else (raw,)
     for record in records:
         headers = {name: value.decode(errors="replace") for name, value in (record.headers or ())}
         letter = DeadLetter(

@@ -1,0 +1,1 @@
+"""ragstream-embedder: micro-batched chunk embedding."""

@@ -1,0 +1,1 @@
+"""ragstream-ingestor: documents in, structure-aware, word-bounded chunks out."""

@@ -1,0 +1,1 @@
+"""The embedder's adapters: the only modules that import the model's SDK."""

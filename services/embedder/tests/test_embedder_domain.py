@@ -1,0 +1,155 @@
+"""Tests for the embedder's pure logic: what is embedded, batching, and vectors back on chunks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ragstream_common.events import Chunk, DocumentChunked
+from ragstream_embedder.domain import (
+    EmbeddingPlan,
+    embedded_events,
+    embedded_status,
+    embedding_text,
+    failed_status,
+    plan_batch,
+)
+
+PUBLISHED = datetime(2025, 1, 2, tzinfo=UTC)
+
+
+def _document(doc_id: str, texts: list[str], *, title: str = "Guide") -> DocumentChunked:
+    return DocumentChunked(
+        doc_id=doc_id,
+        tenant="acme",
+        version=3,
+        title=title,
+        source="wiki",
+        doc_hash="h",
+        chunks=[
+            Chunk(
+                chunk_id=f"{doc_id}#{position}",
+                doc_id=doc_id,
+                position=position,
+                text=text,
+                heading_path=["Setup"],
+                content_hash=f"hash-{text}",
+            )
+            for position, text in enumerate(texts)
+        ],
+        published_at=PUBLISHED,
+    )
+
+
+class TestEmbeddingText:
+    def test_title_headings_and_text_are_joined_in_order(self) -> None:
+        """The model reads the title, then the heading path, then the chunk text."""
+        text = embedding_text("Guide", ["Setup", "Linux"], "Run make.")
+        assert text == "Guide\nSetup > Linux\nRun make."
+
+    def test_heading_repeating_the_title_is_left_out(self) -> None:
+        """A top heading equal to the title (any case) is not embedded twice."""
+        assert embedding_text("Guide", ["guide", "Setup"], "x") == "Guide\nSetup\nx"
+
+    def test_missing_title_and_headings_leave_just_the_text(self) -> None:
+        """Without title or headings, the text is embedded as it is, without blank lines."""
+        assert embedding_text("", [], "  just text ") == "just text"
+
+    def test_blank_headings_are_skipped(self) -> None:
+        """Empty headings add no separators."""
+        assert embedding_text("T", ["", " ", "A"], "x") == "T\nA\nx"
+
+
+class TestPlanBatch:
+    def test_texts_of_all_documents_go_into_one_call(self) -> None:
+        """Every chunk of every document of the batch is planned, in order."""
+        plan = plan_batch([_document("a", ["one", "two"]), _document("b", ["three"])])
+        assert plan.texts == ["Guide\nSetup\none", "Guide\nSetup\ntwo", "Guide\nSetup\nthree"]
+        assert plan.slots == [[0, 1], [2]]
+        assert plan.chunk_count == 3
+
+    def test_identical_texts_are_embedded_once(self) -> None:
+        """A text shared by chunks of the batch is sent to the model once and shared."""
+        plan = plan_batch([_document("a", ["same", "other"]), _document("b", ["same"])])
+        assert len(plan.texts) == 2
+        assert plan.slots == [[0, 1], [0]]
+
+    def test_a_deletion_adds_nothing_to_embed(self) -> None:
+        """A document version without chunks contributes no text and an empty slot list."""
+        plan = plan_batch([_document("gone", [])])
+        assert (plan.texts, plan.slots) == ([], [[]])
+
+
+class TestEmbeddedEvents:
+    def test_each_chunk_gets_its_vector_and_metadata_is_kept(self) -> None:
+        """Vectors are dealt back to their chunks; document fields and the model are recorded."""
+        documents = [_document("a", ["one", "two"]), _document("b", ["one"], title="Guide")]
+        plan = plan_batch(documents)
+        vectors = [[1.0, 0.0], [0.0, 1.0]]
+
+        first, second = embedded_events(documents, plan, vectors, "model@1")
+
+        assert [chunk.vector for chunk in first.chunks] == [[1.0, 0.0], [0.0, 1.0]]
+        assert [chunk.vector for chunk in second.chunks] == [[1.0, 0.0]]
+        assert (first.doc_id, first.tenant, first.version, first.title, first.source) == (
+            "a",
+            "acme",
+            3,
+            "Guide",
+            "wiki",
+        )
+        assert first.model == "model@1"
+        assert first.published_at == PUBLISHED
+        assert first.chunks[1].chunk_id == "a#1"
+        assert first.chunks[1].content_hash == "hash-two"
+        assert first.chunks[1].heading_path == ["Setup"]
+
+    def test_a_deletion_passes_through_without_chunks(self) -> None:
+        """A version with no chunks comes out as an embedded version with no chunks."""
+        documents = [_document("gone", [])]
+        [event] = embedded_events(documents, plan_batch(documents), [], "model@1")
+        assert (event.doc_id, event.chunks) == ("gone", [])
+
+    def test_vector_count_must_match_the_plan(self) -> None:
+        """A model that returns the wrong number of vectors is an error, not a silent mix-up."""
+        documents = [_document("a", ["one", "two"])]
+        with pytest.raises(ValueError, match="expected 2 vectors"):
+            embedded_events(documents, plan_batch(documents), [[1.0]], "m")
+
+    def test_plan_must_match_the_documents(self) -> None:
+        """A plan made for another batch is refused."""
+        plan = EmbeddingPlan(texts=[], slots=[])
+        with pytest.raises(ValueError, match="different batch"):
+            embedded_events([_document("a", [])], plan, [], "m")
+
+
+class TestEmbeddedStatus:
+    def test_embedded_status_counts_chunks(self) -> None:
+        """An embedded version reports `embedded` with its version and chunk count."""
+        documents = [_document("a", ["one", "two"])]
+        [event] = embedded_events(documents, plan_batch(documents), [[1.0], [2.0]], "m")
+        status = embedded_status(event)
+        assert status is not None
+        assert (status.doc_id, status.stage, status.version, status.chunk_count) == (
+            "a",
+            "embedded",
+            3,
+            2,
+        )
+
+    def test_a_deletion_reports_no_status(self) -> None:
+        """A deletion passing through does not claim to be embedded."""
+        documents = [_document("gone", [])]
+        [event] = embedded_events(documents, plan_batch(documents), [], "m")
+        assert embedded_status(event) is None
+
+    def test_failed_status_carries_version_and_reason(self) -> None:
+        """A version that cannot be embedded reports `failed` with its version and the reason."""
+        status = failed_status(_document("a", ["one"]), "too large")
+        assert (status.doc_id, status.stage, status.version, status.reason) == (
+            "a",
+            "failed",
+            3,
+            "too large",
+        )

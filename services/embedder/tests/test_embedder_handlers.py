@@ -1,0 +1,374 @@
+"""Tests for the embedder's batch subscriber, on FastStream's in-memory Kafka broker."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.testing import build_message
+from prometheus_client.parser import text_string_to_metric_families
+
+import ragstream_common.messaging
+import ragstream_embedder.app
+import ragstream_embedder.handlers
+from ragstream_common.events import (
+    Chunk,
+    ChunksEmbedded,
+    DeadLetter,
+    DocumentChunked,
+    DocumentStatus,
+)
+from ragstream_common.messaging import publish_event
+from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS, dlq_name
+from ragstream_embedder.app import create_app
+from ragstream_embedder.settings import EmbedderSettings
+
+
+class FakeModel:
+    """Embeds a text as [its length, its number of words]; records every call."""
+
+    def __init__(self, version: str = "fake@1") -> None:
+        self.version = version
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return [[float(len(text)), float(len(text.split()))] for text in texts]
+
+
+@dataclasses.dataclass
+class Received:
+    """What the embedder published, as the retriever and the gateway would see it."""
+
+    embedded: list[ChunksEmbedded] = dataclasses.field(default_factory=list)
+    embedded_keys: list[bytes] = dataclasses.field(default_factory=list)
+    embedded_correlation_ids: list[str] = dataclasses.field(default_factory=list)
+    statuses: list[DocumentStatus] = dataclasses.field(default_factory=list)
+    letters: list[DeadLetter] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Embedder:
+    app: Any
+    broker: KafkaBroker
+    received: Received
+
+    def chunks_subscriber(self) -> Any:
+        return next(s for s in self.broker.subscribers if CHUNKS in getattr(s, "topic_names", ()))
+
+    async def consume_batch(self, *records: ConsumerRecord[Any, Any]) -> None:
+        """Hand ``records`` to the subscriber as one batch, as one poll of Kafka would."""
+        await self.chunks_subscriber().process_message(tuple(records))
+
+
+def _embedder(model: Any = None, settings: EmbedderSettings | None = None) -> Embedder:
+    app = create_app(settings or EmbedderSettings(), model=model)
+    broker = app.broker
+    assert isinstance(broker, KafkaBroker)
+    received = Received()
+
+    @broker.subscriber(EMBEDDINGS, group_id="test-embeddings")
+    async def on_embedded(event: ChunksEmbedded, message: KafkaMessage) -> None:
+        received.embedded.append(event)
+        received.embedded_keys.append(message.raw_message.key)  # type: ignore[union-attr]
+        received.embedded_correlation_ids.append(message.correlation_id)
+
+    @broker.subscriber(DOCUMENT_STATUS, group_id="test-status")
+    async def on_status(event: DocumentStatus) -> None:
+        received.statuses.append(event)
+
+    @broker.subscriber(dlq_name(CHUNKS), group_id="test-dlq")
+    async def on_letter(letter: DeadLetter) -> None:
+        received.letters.append(letter)
+
+    return Embedder(app, broker, received)
+
+
+def _document(doc_id: str, texts: Sequence[str], *, version: int = 1) -> DocumentChunked:
+    return DocumentChunked(
+        doc_id=doc_id,
+        tenant="acme",
+        version=version,
+        title="Guide",
+        doc_hash="h",
+        chunks=[
+            Chunk(
+                chunk_id=f"{doc_id}#{position}",
+                doc_id=doc_id,
+                position=position,
+                text=text,
+                heading_path=["Setup"],
+                content_hash=f"hash-{position}",
+            )
+            for position, text in enumerate(texts)
+        ],
+        published_at=datetime(2025, 1, 2, tzinfo=UTC),
+    )
+
+
+async def _record(
+    body: DocumentChunked | bytes, *, offset: int = 0, correlation_id: str = "corr"
+) -> ConsumerRecord[Any, Any]:
+    value = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    key = body.doc_id.encode() if isinstance(body, DocumentChunked) else b"bad"
+    record = await build_message(
+        value, topic=CHUNKS, key=key, correlation_id=correlation_id, serializer=None
+    )
+    return dataclasses.replace(record, offset=offset)
+
+
+async def _scrape(app: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Read the app's /metrics endpoint, as Prometheus would."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://embedder") as client:
+        response = await client.get("/metrics")
+    response.raise_for_status()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+class TestBatching:
+    async def test_a_batch_is_embedded_in_one_model_call(self) -> None:
+        """All chunks of all records of a batch go to the model together, headings included."""
+        model = FakeModel()
+        embedder = _embedder(model)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"])),
+                await _record(_document("b", ["three"]), offset=1),
+            )
+
+        assert model.calls == [["Guide\nSetup\none", "Guide\nSetup\ntwo", "Guide\nSetup\nthree"]]
+
+    async def test_one_event_per_record_in_order_keyed_by_document(self) -> None:
+        """Each record yields its own ChunksEmbedded, in batch order, keyed by doc_id."""
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"], version=1)),
+                await _record(_document("b", ["three"])),
+                await _record(_document("a", ["one more"], version=2), offset=2),
+            )
+
+        received = embedder.received
+        assert [(e.doc_id, e.version) for e in received.embedded] == [("a", 1), ("b", 1), ("a", 2)]
+        assert received.embedded_keys == [b"a", b"b", b"a"]
+        first = received.embedded[0]
+        assert first.model == "fake@1"
+        assert [chunk.vector for chunk in first.chunks] == [[15.0, 3.0], [15.0, 3.0]]
+        assert [chunk.chunk_id for chunk in first.chunks] == ["a#0", "a#1"]
+
+    async def test_each_record_keeps_its_own_correlation_id(self) -> None:
+        """Events of a batch travel under the correlation ids of the records that caused them."""
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["x"]), correlation_id="corr-a"),
+                await _record(_document("b", ["y"]), correlation_id="corr-b"),
+            )
+
+        assert embedder.received.embedded_correlation_ids == ["corr-a", "corr-b"]
+
+    async def test_embedded_status_is_reported_per_document(self) -> None:
+        """Each embedded version reports `embedded` with its chunk count."""
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"])),
+                await _record(_document("b", ["three"])),
+            )
+
+        statuses = [(s.doc_id, s.stage, s.chunk_count) for s in embedder.received.statuses]
+        assert statuses == [("a", "embedded", 2), ("b", "embedded", 1)]
+
+    async def test_batch_subscriber_uses_the_batch_settings(self) -> None:
+        """The batch size and wait come from the settings: the latency/throughput knob."""
+        settings = EmbedderSettings(batch_max_messages=7, batch_max_wait_ms=35)
+        subscriber = _embedder(FakeModel(), settings).chunks_subscriber()
+        assert (subscriber.max_records, subscriber.batch_timeout_ms) == (7, 35)
+
+    async def test_published_batch_flows_through_the_test_broker(self) -> None:
+        """A publish_batch to `chunks` is consumed and embedded like a poll of Kafka."""
+        model = FakeModel()
+        embedder = _embedder(model)
+        async with TestKafkaBroker(embedder.broker) as test_broker:
+            await test_broker.publish_batch(
+                _document("a", ["one"]), _document("b", ["two"]), topic=CHUNKS
+            )
+
+        assert len(model.calls) == 1
+        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b"]
+
+
+class TestDeletions:
+    async def test_a_version_without_chunks_passes_through_without_a_model_call(self) -> None:
+        """A deletion is forwarded as ChunksEmbedded with no chunks, without status or model."""
+        model = FakeModel()
+        embedder = _embedder(model)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("gone", [])))
+
+        [event] = embedder.received.embedded
+        assert (event.doc_id, event.chunks, event.model) == ("gone", [], "fake@1")
+        assert model.calls == []
+        assert embedder.received.statuses == []
+
+
+class TestPoisonRecords:
+    async def test_a_malformed_record_is_dead_lettered_alone(self) -> None:
+        """One bad record in a batch goes to chunks.dlq; the others are embedded."""
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one"])),
+                await _record(b"{not json", offset=5),
+                await _record(_document("b", ["two"]), offset=6),
+            )
+
+        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b"]
+        [letter] = embedder.received.letters
+        assert base64.b64decode(letter.original_value_b64) == b"{not json"
+        assert (letter.original_topic, letter.offset, letter.error_type) == (
+            CHUNKS,
+            5,
+            "ValidationError",
+        )
+
+    async def test_an_unknown_schema_version_is_dead_lettered(self) -> None:
+        """A record of a schema version this code does not know is refused, not misread."""
+        embedder = _embedder(FakeModel())
+        body = (
+            _document("a", ["one"])
+            .model_dump_json()
+            .replace('"schema_version":1', '"schema_version":2')
+        )
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(body.encode()))
+
+        assert embedder.received.embedded == []
+        assert [letter.error_type for letter in embedder.received.letters] == ["ValidationError"]
+
+    async def test_a_model_failure_fails_the_whole_batch_for_redelivery(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A transient model error publishes nothing and is raised, so the batch is redelivered."""
+        monkeypatch.setattr(ragstream_common.messaging, "REDELIVERY_BACKOFF_SECONDS", 0)
+
+        class BrokenModel(FakeModel):
+            def embed(self, texts: Sequence[str]) -> list[list[float]]:
+                raise RuntimeError("out of memory")
+
+        embedder = _embedder(BrokenModel())
+        async with TestKafkaBroker(embedder.broker):
+            with pytest.raises(RuntimeError, match="out of memory"):
+                await embedder.consume_batch(await _record(_document("a", ["one"])))
+
+        assert (embedder.received.embedded, embedder.received.letters) == ([], [])
+
+    async def test_a_version_too_large_for_kafka_fails_alone(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A version whose vectors exceed Kafka's message size is failed and dead-lettered alone."""
+
+        async def refuse_huge(broker: Any, event: Any, *, topic: str, **kwargs: Any) -> None:
+            if topic == EMBEDDINGS and event.doc_id == "huge":
+                raise MessageSizeTooLargeError("The message is 9000000 bytes")
+            await publish_event(broker, event, topic=topic, **kwargs)
+
+        monkeypatch.setattr(ragstream_embedder.handlers, "publish_event", refuse_huge)
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("huge", ["one", "two"]), offset=3),
+                await _record(_document("fine", ["three"]), offset=4),
+            )
+
+        received = embedder.received
+        assert [event.doc_id for event in received.embedded] == ["fine"]
+        assert [(s.doc_id, s.stage) for s in received.statuses] == [
+            ("huge", "failed"),
+            ("fine", "embedded"),
+        ]
+        assert "exceed one Kafka message" in (received.statuses[0].reason or "")
+        [letter] = received.letters
+        assert (letter.offset, letter.error_type) == (3, "PoisonMessageError")
+
+
+class TestMetrics:
+    async def test_chunks_batch_sizes_and_embed_time_are_recorded(self) -> None:
+        """Embedded chunks are counted, the model call's size observed and its time measured."""
+        embedder = _embedder(FakeModel())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"])),
+                await _record(_document("b", ["one"])),
+            )
+
+        samples = await _scrape(embedder.app)
+        service = ("service", "embedder")
+        assert samples[("ragstream_embedded_chunks_total", frozenset({service}))] == 3
+        # "one" appears twice in the batch and is embedded once.
+        assert samples[("ragstream_embedding_batch_size_sum", frozenset({service}))] == 2
+        stage = frozenset({service, ("stage", "embed")})
+        assert samples[("ragstream_stage_duration_seconds_count", stage)] == 1
+
+
+class TestLifespan:
+    async def test_lifespan_loads_the_model_when_none_is_injected(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without an injected model, the lifespan loads one before consuming starts."""
+        loaded = FakeModel(version="loaded@2")
+        monkeypatch.setattr(ragstream_embedder.app, "load_model", lambda settings: loaded)
+        embedder = _embedder(model=None)
+
+        async with TestKafkaBroker(embedder.broker), embedder.app.lifespan_context():
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+
+        assert [event.model for event in embedder.received.embedded] == ["loaded@2"]
+        assert len(loaded.calls) == 1
+
+
+@pytest.fixture(scope="module")
+def real_model() -> Any:
+    """all-MiniLM-L6-v2 loaded once for the module (several seconds)."""
+    from ragstream_embedder.adapters.model import load_model
+
+    return load_model(EmbedderSettings(model_threads=2))
+
+
+class TestRealModel:
+    async def test_real_model_embeds_a_batch_through_the_handler(self, real_model: Any) -> None:
+        """The real model gives unit vectors of 384 dimensions, closer for related chunks."""
+        embedder = _embedder(real_model)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(
+                    _document("a", ["Install the package with pip.", "Bananas are yellow."])
+                ),
+                await _record(_document("b", ["Use pip to install the package."])),
+            )
+
+        first, second = embedder.received.embedded
+        vectors = [chunk.vector for chunk in first.chunks] + [second.chunks[0].vector]
+        assert all(len(vector) == 384 for vector in vectors)
+        assert all(math.isclose(math.hypot(*vector), 1.0, abs_tol=1e-4) for vector in vectors)
+
+        def similarity(u: list[float], v: list[float]) -> float:
+            return sum(a * b for a, b in zip(u, v, strict=True))
+
+        assert similarity(vectors[0], vectors[2]) > similarity(vectors[1], vectors[2]) + 0.2
+        assert first.model == real_model.version
