@@ -1,0 +1,1 @@
+"""The only modules that import an SDK: Weaviate's client and the embedding model."""

@@ -1,0 +1,49 @@
+"""The retriever's settings, read once from ``RAGSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ragstream_common.settings import ServiceSettings
+
+__all__ = ["RetrieverSettings"]
+
+
+class RetrieverSettings(ServiceSettings):
+    """Where Weaviate is, how the index is named, and how search ranks and trims results."""
+
+    service_name: str = "retriever"
+    http_port: int = 8103
+
+    weaviate_host: str = "127.0.0.1"
+    weaviate_http_port: int = Field(default=8080, ge=1, le=65535)
+    weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535)
+    weaviate_secure: bool = False
+    # Seconds; a query that takes longer than this is better retried than waited for.
+    weaviate_query_timeout: float = Field(default=10.0, gt=0)
+    weaviate_insert_timeout: float = Field(default=60.0, gt=0)
+    # Chunks live here; the highest version per document lives in "<collection>Versions".
+    collection: str = Field(default="Chunk", pattern=r"^[A-Z][_0-9A-Za-z]*$")
+
+    # Hybrid search: 0 is pure BM25, 1 is pure vector.
+    default_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    # At most this many chunks of one document in a context, so one document cannot crowd out
+    # the rest.
+    max_chunks_per_doc: int = Field(default=3, ge=1)
+    # Fetch top_k * overfetch candidates so that dedup still leaves top_k when it can.
+    search_overfetch: int = Field(default=3, ge=1)
+    max_search_candidates: int = Field(default=150, ge=1)
+
+    # The vector size of the query model; vectors of any other size are refused as poison
+    # because they could never be searched alongside the rest.
+    embedding_dimensions: int = Field(default=384, ge=1)
+    # torch intra-op threads for the query model; None keeps torch's default.
+    model_threads: int | None = Field(default=None, ge=1)
+
+    # The two roles scale on different signals (index lag, query rate); a deployment may run one.
+    index_role: bool = True
+    search_role: bool = True
+    # A new index group with a new collection re-reads the embeddings topic: a blue/green
+    # re-index beside the live one.
+    index_group_id: str = "retriever-index"
+    search_group_id: str = "retriever-search"
