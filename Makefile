@@ -18,7 +18,7 @@ $(UV):
 # Re-sync whenever the lockfile or a member's pyproject changes; otherwise this is instant.
 .venv/.synced: uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml) | $(UV)
 	@echo "==> syncing the Python environment from uv.lock (first time: torch and friends, a few minutes)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 up: install

@@ -89,6 +89,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
         library_logger.propagate = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Clients log every HTTP request at INFO (Weaviate's REST calls, LiteLLM's); not worth a line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _stamp_service(service: str) -> structlog.types.Processor:

@@ -1,0 +1,1 @@
+"""ragstream-generator: cited answers to retrieved contexts, through a LiteLLM Router."""

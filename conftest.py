@@ -1,0 +1,28 @@
+"""Repository-wide pytest hooks: tests marked ``stack`` get real Kafka, Weaviate and topics.
+
+Any such test, in any package, may assume the infrastructure is up: the first one to run provisions
+it (installing on a fresh machine) and later ones reuse it. Tests that need the services as well
+ask for the ``platform`` fixture in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+_infrastructure_ready = False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start Kafka and Weaviate and create the topics before the first ``stack`` test."""
+    global _infrastructure_ready
+    if _infrastructure_ready or item.get_closest_marker("stack") is None:
+        return
+    from ragstream_cli.stack import ensure_kafka, ensure_weaviate
+    from ragstream_common.admin import ensure_topics
+
+    kafka = ensure_kafka()
+    ensure_weaviate()
+    asyncio.run(ensure_topics(kafka.endpoint))
+    _infrastructure_ready = True

@@ -1,0 +1,69 @@
+"""Wiring: the broker, the router, the answering model and the lifespan that builds it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from faststream.asgi import AsgiFastStream
+
+from ragstream_common.logging import get_logger
+from ragstream_common.messaging import create_broker
+from ragstream_common.metrics import ServiceMetrics
+from ragstream_common.service import worker_app
+from ragstream_generator.dependencies import Dependencies
+from ragstream_generator.handlers import build_router
+from ragstream_generator.ports import AnswerModel
+from ragstream_generator.settings import GeneratorSettings
+
+__all__ = ["create_app"]
+
+_log = get_logger(__name__)
+
+
+def create_app(
+    settings: GeneratorSettings | None = None, *, llm: AnswerModel | None = None
+) -> AsgiFastStream:
+    """Build the generator app; the LiteLLM Router is built when it starts, not here.
+
+    Args:
+        settings: The settings; read from the environment when None.
+        llm: An answering model to use instead of the LiteLLM Router (tests).
+    """
+    settings = settings or GeneratorSettings()
+    metrics = ServiceMetrics(settings.service_name)
+    broker = create_broker(settings, metrics)
+    deps = Dependencies(settings=settings, metrics=metrics, broker=broker, llm_port=llm)
+    broker.include_router(build_router(deps))
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        # Runs before the broker starts consuming, so no context meets a half-built service.
+        async with AsyncExitStack() as stack:
+            if deps.llm_port is None:
+                deps.llm_port = await _build_router_model(settings, stack)
+            _log.info("generator_ready", model_group=settings.model_group)
+            yield
+
+    return worker_app(broker, metrics, lifespan=lifespan)
+
+
+async def _build_router_model(settings: GeneratorSettings, stack: AsyncExitStack) -> AnswerModel:
+    started = time.perf_counter()
+    # Importing LiteLLM takes seconds of CPU; a thread keeps the loop free meanwhile, and the
+    # import happens here rather than at module import so tests and tools never pay for it.
+    from ragstream_generator.adapters import llm as llm_adapter
+
+    model = await asyncio.to_thread(llm_adapter.build_answer_model, settings)
+    stack.push_async_callback(model.aclose)
+    built = time.perf_counter()
+    if settings.warm_up:
+        await model.warm_up()
+    _log.info(
+        "llm_router_ready",
+        build_s=round(built - started, 3),
+        warm_up_s=round(time.perf_counter() - built, 3),
+    )
+    return model

@@ -1,0 +1,39 @@
+"""The generator's settings, read once from ``RAGSTREAM_*`` environment variables."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from pydantic import Field, FilePath
+
+from ragstream_common.settings import ServiceSettings
+
+__all__ = ["GeneratorSettings", "packaged_router_config"]
+
+
+def packaged_router_config() -> Path:
+    """Return the router configuration shipped inside the package (the local extractive model)."""
+    return Path(str(files("ragstream_generator").joinpath("config", "router.yaml")))
+
+
+class GeneratorSettings(ServiceSettings):
+    """Which LiteLLM Router configuration to load, which model group answers, and the budgets."""
+
+    service_name: str = "generator"
+    http_port: int = 8104
+
+    # A LiteLLM Router configuration: ``model_list`` plus ``router_settings`` (retries, per-attempt
+    # timeout, fallbacks). Checked to exist at startup so a bad mount fails fast.
+    router_config: FilePath = Field(default_factory=packaged_router_config, validate_default=True)
+    # The model group every answer is asked of; the router's fallbacks take it from there.
+    model_group: str = Field(default="answerer", min_length=1)
+    # The whole call's budget, retries and fallbacks included; a query waiting longer than this
+    # is better answered with an error than left hanging at the gateway.
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    # How much retrieved text goes into one prompt, in words (a cheap proxy for tokens): passages
+    # are kept in rank order until the budget is spent.
+    max_context_words: int = Field(default=3000, ge=50)
+    # One call to the local model at startup, so the first query does not pay LiteLLM's lazy
+    # imports (about half a second); it never reaches a hosted provider.
+    warm_up: bool = True

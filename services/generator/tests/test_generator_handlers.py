@@ -1,0 +1,212 @@
+"""Tests for the generator's subscriber, on FastStream's in-memory Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from ragstream_common.events import (
+    AnswerCompleted,
+    ContextRetrieved,
+    DeadLetter,
+    QueryRequested,
+    RetrievedChunk,
+)
+from ragstream_common.messaging import create_broker, publish_event
+from ragstream_common.metrics import ServiceMetrics
+from ragstream_common.topics import ANSWERS, CONTEXTS, dlq_name
+from ragstream_generator.adapters.llm import RouterAnswerModel, build_answer_model
+from ragstream_generator.adapters.local_model import LOCAL_MODEL
+from ragstream_generator.dependencies import Dependencies
+from ragstream_generator.domain import APOLOGY_ANSWER, NO_CONTEXT_ANSWER, NO_MODEL
+from ragstream_generator.handlers import build_router
+from ragstream_generator.ports import AnswerModel, Completion
+from ragstream_generator.settings import GeneratorSettings
+
+# LiteLLM builds pydantic schemas lazily; pydantic warns about their ReadOnly TypedDict items.
+pytestmark = pytest.mark.filterwarnings("ignore:.*ReadOnly. qualifier:UserWarning")
+
+CHUNKS = [
+    RetrievedChunk(
+        chunk_id="c-index",
+        doc_id="architecture",
+        title="Architecture",
+        text="Weaviate is the shared index. The retriever is its only writer and reader.",
+        position=0,
+        score=0.91,
+    ),
+    RetrievedChunk(
+        chunk_id="c-kafka",
+        doc_id="kafka-notes",
+        title="Kafka notes",
+        text="The partition count is the ceiling of each consumer's replicas.",
+        position=2,
+        score=0.84,
+    ),
+]
+
+
+def _context(chunks: Sequence[RetrievedChunk] = CHUNKS) -> ContextRetrieved:
+    query = QueryRequested(
+        text="What limits the number of consumer replicas?", reply_to="gateway-a", tenant="acme"
+    )
+    return ContextRetrieved(query=query, chunks=list(chunks), timings={"retrieve_ms": 12.5})
+
+
+class RecordingModel:
+    """An AnswerModel that records its calls and answers, fails or stalls as told."""
+
+    def __init__(
+        self, reply: str = "It is capped [2].", *, error: Exception | None = None, delay: float = 0
+    ) -> None:
+        self.reply = reply
+        self.error = error
+        self.delay = delay
+        self.calls: list[Sequence[Mapping[str, str]]] = []
+
+    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+        self.calls.append(messages)
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return Completion(
+            text=self.reply, model="fake/model", prompt_tokens=40, completion_tokens=5
+        )
+
+
+class Harness:
+    """The generator's router on a broker, with a collector of what it publishes to answers."""
+
+    def __init__(self, llm: AnswerModel, settings: GeneratorSettings | None = None) -> None:
+        self.settings = settings or GeneratorSettings()
+        self.metrics = ServiceMetrics("generator")
+        self.broker: KafkaBroker = create_broker(self.settings, self.metrics)
+        self.deps = Dependencies(
+            settings=self.settings, metrics=self.metrics, broker=self.broker, llm_port=llm
+        )
+        self.broker.include_router(build_router(self.deps))
+        self.answers: list[tuple[bytes | None, AnswerCompleted]] = []
+        self.letters: list[DeadLetter] = []
+
+        @self.broker.subscriber(ANSWERS)
+        async def collect(event: AnswerCompleted, message: KafkaMessage) -> None:
+            self.answers.append((message.raw_message.key, event))  # type: ignore[union-attr]
+
+        @self.broker.subscriber(dlq_name(CONTEXTS))
+        async def collect_letters(letter: DeadLetter) -> None:
+            self.letters.append(letter)
+
+    async def send(self, context: ContextRetrieved) -> AnswerCompleted:
+        async with TestKafkaBroker(self.broker) as test_broker:
+            await publish_event(test_broker, context, topic=CONTEXTS, key=context.query.query_id)
+        assert len(self.answers) == 1, self.answers
+        return self.answers[0][1]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, {"service": "generator", **labels})
+
+
+@pytest.fixture(scope="module")
+def router_model() -> RouterAnswerModel:
+    """The real answering model: the packaged router.yaml's local extractive deployment."""
+    return build_answer_model(GeneratorSettings())
+
+
+class TestOnContext:
+    async def test_answer_is_published_to_the_asking_replica_with_citations(
+        self, router_model: RouterAnswerModel
+    ) -> None:
+        """A context becomes an AnswerCompleted on answers, keyed to reply_to, citing passage 2."""
+        harness = Harness(router_model)
+        context = _context()
+
+        answer = await harness.send(context)
+
+        assert harness.answers[0][0] == b"gateway-a"
+        assert (answer.query_id, answer.reply_to, answer.tenant) == (
+            context.query.query_id,
+            "gateway-a",
+            "acme",
+        )
+        assert (
+            answer.answer == "The partition count is the ceiling of each consumer's replicas. [2]"
+        )
+        assert [(c.n, c.chunk_id, c.score) for c in answer.citations] == [(2, "c-kafka", 0.84)]
+        assert answer.model == LOCAL_MODEL
+        assert answer.error is None
+        assert answer.timings["retrieve_ms"] == 12.5
+        assert answer.timings["generate_ms"] > 0
+
+    async def test_answers_and_tokens_are_counted_by_model(self) -> None:
+        """Each answer counts once under its model, with its prompt and completion tokens."""
+        harness = Harness(RecordingModel())
+
+        await harness.send(_context())
+
+        assert harness.sample("ragstream_answers_total", model="fake/model") == 1
+        assert harness.sample("ragstream_llm_tokens_total", model="fake/model", kind="prompt") == 40
+        assert (
+            harness.sample("ragstream_llm_tokens_total", model="fake/model", kind="completion") == 5
+        )
+        assert harness.sample("ragstream_stage_duration_seconds_count", stage="llm") == 1
+
+    async def test_empty_context_is_answered_without_calling_the_model(self) -> None:
+        """With nothing retrieved, the does-not-know answer is published and the LLM is not asked."""
+        model = RecordingModel()
+        harness = Harness(model)
+
+        answer = await harness.send(_context(chunks=[]))
+
+        assert model.calls == []
+        assert answer.answer == NO_CONTEXT_ANSWER
+        assert answer.model == NO_MODEL
+        assert answer.citations == []
+        assert answer.error is None
+        assert harness.sample("ragstream_answers_total", model=NO_MODEL) == 1
+
+    async def test_model_failure_is_answered_with_an_error(self) -> None:
+        """When every deployment fails, an apology with error set is published, and counted."""
+        harness = Harness(RecordingModel(error=ConnectionError("provider down")))
+
+        answer = await harness.send(_context())
+
+        assert answer.answer == APOLOGY_ANSWER
+        assert answer.error == "generation failed: ConnectionError"
+        assert answer.model == NO_MODEL
+        assert answer.citations == []
+        assert harness.sample("ragstream_llm_failures_total", error_type="ConnectionError") == 1
+
+    async def test_a_model_slower_than_the_budget_is_cut_off(self) -> None:
+        """A call outlasting request_timeout_s ends in an error answer, not a hung query."""
+        settings = GeneratorSettings(request_timeout_s=0.05)
+        harness = Harness(RecordingModel(delay=5), settings)
+
+        answer = await harness.send(_context())
+
+        assert answer.error == "generation failed: TimeoutError"
+
+    async def test_citations_only_name_passages_the_prompt_held(self) -> None:
+        """A marker beyond the passages the budget kept cites nothing."""
+        settings = GeneratorSettings(max_context_words=50)
+        long_first = CHUNKS[0].model_copy(update={"text": "word " * 80})
+        model = RecordingModel(reply="From the second passage [2] and the first [1].")
+        harness = Harness(model, settings)
+
+        answer = await harness.send(_context(chunks=[long_first, CHUNKS[1]]))
+
+        assert '<passage n="2"' not in model.calls[0][1]["content"]
+        assert [c.n for c in answer.citations] == [1]
+
+    async def test_malformed_context_is_dead_lettered(self) -> None:
+        """A message that is not a ContextRetrieved goes to contexts.dlq, and nothing is answered."""
+        harness = Harness(RecordingModel())
+
+        async with TestKafkaBroker(harness.broker) as test_broker:
+            await test_broker.publish({"chunks": []}, topic=CONTEXTS, key=b"q")
+
+        assert harness.answers == []
+        assert [letter.original_topic for letter in harness.letters] == [CONTEXTS]
