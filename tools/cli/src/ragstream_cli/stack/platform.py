@@ -203,4 +203,3 @@ def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = Tr
     if infrastructure:
         stop_weaviate(reporter)
         stop_kafka(reporter)
-
