@@ -8,8 +8,19 @@ ask for the ``platform`` fixture in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
+
+# Tests import LiteLLM and the model directly too; nothing they import may reach for the internet
+# (LiteLLM fetches a price map at import unless told not to, retrying for ~20 s offline).
+for _name, _value in {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
 
 _infrastructure_ready = False
 

@@ -65,8 +65,8 @@ class TestContentTerms:
 
 
 class TestSplitSentences:
-    def test_splits_on_sentence_ends_and_lines(self) -> None:
-        """Sentences end at . ! ? before a capital, and at line breaks."""
+    def test_splits_on_sentence_ends_and_block_lines(self) -> None:
+        """Sentences end at . ! ? before a capital; headings and list items stand alone."""
         text = "# Setup\nFirst one. Second one! Third?\n- a bullet item"
         assert split_sentences(text) == [
             "Setup",
@@ -75,6 +75,19 @@ class TestSplitSentences:
             "Third?",
             "a bullet item",
         ]
+
+    def test_soft_wrapped_sentence_stays_whole(self) -> None:
+        """A sentence wrapped over two lines of a paragraph is one sentence, not two fragments."""
+        text = "The light was first lit in 1871, after storms delayed\nits construction. It shines."
+        assert split_sentences(text) == [
+            "The light was first lit in 1871, after storms delayed its construction.",
+            "It shines.",
+        ]
+
+    def test_wrapped_list_item_continues(self) -> None:
+        """A list item's continuation line belongs to the item; the next item starts anew."""
+        text = "- first item that\n  wraps here\n- second item"
+        assert split_sentences(text) == ["first item that wraps here", "second item"]
 
     def test_does_not_split_inside_numbers(self) -> None:
         """A decimal point is not a sentence end."""

@@ -192,9 +192,13 @@ STOP_WORDS = frozenset(
 )
 
 _WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
-# A sentence ends at ., ! or ? followed by space and something that can start a sentence, or at
-# a line break (chunks of Markdown carry headings and list items on lines of their own).
-_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\s*\n\s*")
+# A sentence ends at ., ! or ? followed by space and something that can start a sentence.
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_BLANK_LINE_RE = re.compile(r"\n\s*\n")
+# Lines that start a block of their own in Markdown; any other line continues the one before it
+# (soft-wrapped prose), so a sentence wrapped over two lines stays one sentence.
+_HEADING_LINE_RE = re.compile(r"^\s*#{1,6}\s")
+_ITEM_LINE_RE = re.compile(r"^\s*(?:>|[-*+]\s|\d+[.)]\s)")
 # Markdown decoration at the start of a line: headings, quotes, bullets, numbered items.
 _LINE_DECORATION_RE = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+")
 _SIBILANT_ES = ("sses", "shes", "ches", "xes", "zes")
@@ -271,11 +275,35 @@ def split_sentences(text: str) -> list[str]:
         text: A passage's text.
     """
     sentences = []
-    for piece in _SENTENCE_END_RE.split(text):
-        sentence = _LINE_DECORATION_RE.sub("", piece.strip()).strip()
-        if sentence:
-            sentences.append(sentence)
+    for line in _logical_lines(text):
+        for piece in _SENTENCE_END_RE.split(line):
+            sentence = _LINE_DECORATION_RE.sub("", piece.strip()).strip()
+            if sentence:
+                sentences.append(sentence)
     return sentences
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Join soft-wrapped lines: paragraphs, list items and quotes each become one line."""
+    logical: list[str] = []
+    for block in _BLANK_LINE_RE.split(text):
+        current: list[str] = []
+        for line in block.splitlines():
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if _HEADING_LINE_RE.match(line):
+                logical += [" ".join(current)] if current else []
+                logical.append(stripped)
+                current = []
+            elif _ITEM_LINE_RE.match(line):
+                logical += [" ".join(current)] if current else []
+                current = [stripped]
+            else:
+                current.append(stripped)
+        if current:
+            logical.append(" ".join(current))
+    return logical
 
 
 def rank_sentences(question: str, passages: Sequence[Passage]) -> list[ScoredSentence]:
