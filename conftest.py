@@ -8,7 +8,9 @@ ask for the ``platform`` fixture in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -33,7 +35,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from ragstream_cli.stack import ensure_kafka, ensure_weaviate
     from ragstream_common.admin import ensure_topics
 
-    kafka = ensure_kafka()
-    ensure_weaviate()
-    asyncio.run(ensure_topics(kafka.endpoint))
+    # A first install takes minutes: let its progress reach the terminal and the CI log.
+    with uncaptured(item.config):
+        kafka = ensure_kafka()
+        ensure_weaviate()
+        asyncio.run(ensure_topics(kafka.endpoint))
     _infrastructure_ready = True
+
+
+@contextlib.contextmanager
+def uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Suspend pytest's output capture, so that progress of long set-up work is seen live."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        yield
+        return
+    with capture.global_and_fixture_disabled():
+        yield
+
+
+@pytest.fixture(scope="session")
+def show_progress(
+    pytestconfig: pytest.Config,
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context manager factory that lets long set-up work print its progress live."""
+    return lambda: uncaptured(pytestconfig)

@@ -7,7 +7,8 @@ started keeps running for the next session, and `make down` stops it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -15,9 +16,10 @@ from ragstream_cli.stack.platform import Platform, ensure_platform, start_extra_
 
 
 @pytest.fixture(scope="session")
-def platform() -> Platform:
+def platform(show_progress: Callable[[], AbstractContextManager[None]]) -> Platform:
     """The running platform: infrastructure, topics and the five services."""
-    return ensure_platform()
+    with show_progress():
+        return ensure_platform()
 
 
 @pytest.fixture(scope="session")

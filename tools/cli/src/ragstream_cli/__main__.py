@@ -18,7 +18,8 @@ from ragstream_cli.stack.platform import SERVICES, ensure_platform, stop_platfor
 from ragstream_cli.stack.progress import Reporter
 from ragstream_cli.status_view import stack_status_table
 
-console = Console()
+# Wide enough for URLs and paths when the output is a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from rich.table import Table
 
@@ -17,6 +19,13 @@ def _health(url: str) -> str:
     except httpx.HTTPError:
         return "down"
     return "healthy" if response.is_success else f"unhealthy ({response.status_code})"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def stack_status_table(services: tuple[ServiceSpec, ...]) -> Table:
@@ -37,7 +46,7 @@ def stack_status_table(services: tuple[ServiceSpec, ...]) -> Table:
             state,
             str(component.pid or ""),
             component.endpoint,
-            str(component.log_path),
+            _relative(component.log_path),
         )
     for spec in services:
         table.add_row(spec.name, _health(spec.url), "", spec.url, "")
