@@ -66,8 +66,12 @@ class DocumentUpserted(Event):
     doc_id: str = Field(min_length=1, max_length=256)
     tenant: str = DEFAULT_TENANT
     title: str = ""
-    content: str
+    # Text goes in ``content``; bytes (a PDF, a file of unknown encoding) in ``content_base64``.
+    content: str = ""
+    content_base64: str | None = None
+    # The type decides the parser; when it is missing or generic, the file name's extension does.
     content_type: str = "text/plain"
+    filename: str | None = None
     source: str = ""
     tags: list[str] = Field(default_factory=list)
     # When the producer published it: the start of the freshness clock.
@@ -100,6 +104,8 @@ class Chunk(BaseModel):
     text: str
     heading_path: list[str] = Field(default_factory=list)
     content_hash: str
+    # Word pieces of the model's tokenizer for the text the embedder reads (title, headings, text).
+    token_count: int | None = None
 
 
 class DocumentChunked(Event):
@@ -110,6 +116,7 @@ class DocumentChunked(Event):
     version: int = Field(ge=1)
     title: str = ""
     source: str = ""
+    tags: list[str] = Field(default_factory=list)
     doc_hash: str
     chunks: list[Chunk]
     published_at: datetime
@@ -129,6 +136,9 @@ class ChunksEmbedded(Event):
     version: int = Field(ge=1)
     title: str = ""
     source: str = ""
+    tags: list[str] = Field(default_factory=list)
+    # The document's content hash: a version whose hash equals the indexed one changes nothing.
+    doc_hash: str | None = None
     model: str
     chunks: list[EmbeddedChunk]
     published_at: datetime
@@ -148,6 +158,7 @@ class DocumentStatus(Event):
     version: int | None = None
     chunk_count: int | None = None
     reason: str | None = None
+    doc_hash: str | None = None
     published_at: datetime | None = None
 
 
