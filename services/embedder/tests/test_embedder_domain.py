@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import Chunk, DocumentChunked
 from ragstream_embedder.domain import (
     EmbeddingPlan,
     embedded_events,
     embedded_status,
-    embedding_text,
     failed_status,
     plan_batch,
 )

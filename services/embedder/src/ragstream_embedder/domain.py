@@ -10,40 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import ChunksEmbedded, DocumentChunked, DocumentStatus, EmbeddedChunk
 
 __all__ = [
-    "HEADING_SEPARATOR",
     "EmbeddingPlan",
     "embedded_events",
     "embedded_status",
-    "embedding_text",
     "failed_status",
     "plan_batch",
 ]
-
-HEADING_SEPARATOR = " > "
-
-
-def embedding_text(title: str, heading_path: Sequence[str], text: str) -> str:
-    """Return what the model reads for a chunk: document title, heading path, then the text.
-
-    Titles and headings are embedded with the text so that a passage is found by the section it
-    sits in, not only by its own words. A heading that merely repeats the title is left out.
-
-    Args:
-        title: The document's title (may be empty).
-        heading_path: The headings above the chunk, outermost first.
-        text: The chunk's own text.
-    """
-    title = title.strip()
-    headings = [
-        heading.strip()
-        for heading in heading_path
-        if heading.strip() and heading.strip().casefold() != title.casefold()
-    ]
-    lines = [title, HEADING_SEPARATOR.join(headings), text.strip()]
-    return "\n".join(line for line in lines if line)
 
 
 @dataclass(frozen=True)
