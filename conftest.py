@@ -1,4 +1,4 @@
-"""Repository-wide pytest hooks: tests marked ``stack`` get real Kafka, Weaviate and topics.
+"""Repository-wide pytest hooks: tests marked ``stack`` get real Kafka, Weaviate, Redis and topics.
 
 Any such test, in any package, may assume the infrastructure is up: the first one to run provisions
 it (installing on a fresh machine) and later ones reuse it. Tests that need the services as well
@@ -28,17 +28,18 @@ _infrastructure_ready = False
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Start Kafka and Weaviate and create the topics before the first ``stack`` test."""
+    """Start Kafka, Weaviate and Redis and create the topics before the first ``stack`` test."""
     global _infrastructure_ready
     if _infrastructure_ready or item.get_closest_marker("stack") is None:
         return
-    from ragstream_cli.stack import ensure_kafka, ensure_weaviate
+    from ragstream_cli.stack import ensure_kafka, ensure_redis, ensure_weaviate
     from ragstream_common.admin import ensure_topics
 
     # A first install takes minutes: let its progress reach the terminal and the CI log.
     with uncaptured(item.config):
         kafka = ensure_kafka()
         ensure_weaviate()
+        ensure_redis()
         asyncio.run(ensure_topics(kafka.endpoint))
     _infrastructure_ready = True
 

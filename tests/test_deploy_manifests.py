@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -764,6 +765,61 @@ class TestWorkloads:
         assert mounts[claim] == env["PERSISTENCE_DATA_PATH"]
         assert env["DEFAULT_VECTORIZER_MODULE"] == "none"
         assert env["RAFT_BOOTSTRAP_EXPECT"] == "1"
+
+
+class TestRedis:
+    """Redis, the embedder's shared embedding cache, on Kubernetes and in Compose."""
+
+    @staticmethod
+    def _options(args: list[str]) -> dict[str, str]:
+        """``--name value`` pairs of a redis-server command line."""
+        assert args[0] == "redis-server"
+        pairs = args[1:]
+        return {pairs[i].removeprefix("--"): pairs[i + 1] for i in range(0, len(pairs), 2)}
+
+    @pytest.mark.parametrize("overlay", OVERLAYS.values(), ids=OVERLAYS)
+    def test_services_find_redis(self, overlay: Path) -> None:
+        """RAGSTREAM_REDIS_URL names the redis Service and its port."""
+        documents = rendered(overlay)
+        url = urlsplit(common_env(documents)["RAGSTREAM_REDIS_URL"])
+        assert url.scheme == "redis"
+        service = of_kind(documents, "Service")[url.hostname or ""]
+        assert url.port in {p["port"] for p in service["spec"]["ports"]}
+
+    def test_redis_is_a_bounded_cache_without_persistence(self) -> None:
+        """No snapshots or AOF, an LRU cap below the memory limit, a writable emptyDir data dir."""
+        redis = of_kind(rendered(K8S / "base"), "Deployment")["redis"]
+        pod = redis["spec"]["template"]["spec"]
+        container = only_container(redis)
+        options = self._options(container["args"])
+        assert (options["save"], options["appendonly"]) == ("", "no")
+        assert options["maxmemory-policy"] == "allkeys-lru"
+        maxmemory = int(options["maxmemory"].removesuffix("mb")) * 2**20
+        assert maxmemory < memory_bytes(container["resources"]["limits"]["memory"])
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        data = next(v for v in pod["volumes"] if v["name"] == mounts[options["dir"]])
+        assert "emptyDir" in data
+
+    def test_compose_runs_the_same_redis(self) -> None:
+        """Compose's Redis has Kubernetes' image and options, runs non-root and read-only."""
+        compose = load_compose()["services"]
+        container = only_container(of_kind(rendered(K8S / "base"), "Deployment")["redis"])
+        redis = compose["redis"]
+        assert redis["image"] == container["image"] == "redis:7"
+        assert self._options(redis["command"]) == self._options(container["args"])
+        assert redis["read_only"] is True
+        assert not str(redis["user"]).startswith("0")
+        assert self._options(redis["command"])["dir"] in redis["tmpfs"]
+        url = urlsplit(compose["embedder"]["environment"]["RAGSTREAM_REDIS_URL"])
+        assert (url.hostname, url.port) == ("redis", 6379)
+
+    def test_only_the_embedder_reaches_redis(self) -> None:
+        """The network policies let the embedder, and no one else, connect to Redis."""
+        policies = of_kind(rendered(K8S / "components" / "network-policies"), "NetworkPolicy")
+        (rule,) = policies["redis"]["spec"]["ingress"]
+        assert rule["from"] == [{"podSelector": {"matchLabels": {"app": "embedder"}}}]
+        egress = policies["embedder"]["spec"]["egress"]
+        assert {"podSelector": {"matchLabels": {"app": "redis"}}} in egress[0]["to"]
 
 
 class TestKafkaTopics:

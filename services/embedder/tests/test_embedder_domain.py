@@ -1,7 +1,8 @@
-"""Tests for the embedder's pure logic: what is embedded, batching, and vectors back on chunks."""
+"""Tests for the embedder's pure logic: what is embedded, cached, batched, and put back."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -10,9 +11,15 @@ from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import Chunk, DocumentChunked
 from ragstream_embedder.domain import (
     EmbeddingPlan,
+    as_float32,
+    cache_key,
+    decode_vector,
     embedded_events,
     embedded_status,
+    encode_vector,
     failed_status,
+    fill_vectors,
+    missing_slots,
     plan_batch,
 )
 
@@ -26,6 +33,7 @@ def _document(doc_id: str, texts: list[str], *, title: str = "Guide") -> Documen
         version=3,
         title=title,
         source="wiki",
+        tags=["ops", "howto"],
         doc_hash="h",
         chunks=[
             Chunk(
@@ -35,6 +43,7 @@ def _document(doc_id: str, texts: list[str], *, title: str = "Guide") -> Documen
                 text=text,
                 heading_path=["Setup"],
                 content_hash=f"hash-{text}",
+                token_count=len(text.split()) + 3,
             )
             for position, text in enumerate(texts)
         ],
@@ -59,6 +68,71 @@ class TestEmbeddingText:
     def test_blank_headings_are_skipped(self) -> None:
         """Empty headings add no separators."""
         assert embedding_text("T", ["", " ", "A"], "x") == "T\nA\nx"
+
+
+class TestCacheKey:
+    def test_key_is_model_version_and_sha256_of_the_embedding_text(self) -> None:
+        """The key names the model version and the SHA-256 of exactly what the model reads."""
+        text = embedding_text("Guide", ["Setup"], "Run make.")
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        assert cache_key("minilm@1", text) == f"ragstream:emb:minilm@1:{digest}"
+
+    def test_same_text_same_key(self) -> None:
+        """Identical texts share a key, whichever document or chunk they come from."""
+        assert cache_key("m", "Guide\nx") == cache_key("m", "Guide\nx")
+
+    def test_model_version_title_and_heading_each_change_the_key(self) -> None:
+        """A new model, title or heading path misses the cache: the vector would differ."""
+        base = cache_key("m@1", embedding_text("Guide", ["Setup"], "x"))
+        assert cache_key("m@2", embedding_text("Guide", ["Setup"], "x")) != base
+        assert cache_key("m@1", embedding_text("Manual", ["Setup"], "x")) != base
+        assert cache_key("m@1", embedding_text("Guide", ["Install"], "x")) != base
+
+
+class TestVectorEncoding:
+    def test_float32_values_round_trip_exactly(self) -> None:
+        """A vector of float32 values comes back out of its bytes unchanged."""
+        vector = [0.5, -1.25, 3.0, 0.0, 1e-3]
+        vector = as_float32(vector)
+        assert decode_vector(encode_vector(vector)) == vector
+
+    def test_bytes_are_little_endian_float32(self) -> None:
+        """Each dimension is 4 bytes, little-endian IEEE 754, whatever the machine."""
+        assert encode_vector([1.0, -2.0]) == b"\x00\x00\x80\x3f\x00\x00\x00\xc0"
+        assert len(encode_vector([0.0] * 384)) == 1536
+
+    def test_as_float32_rounds_to_single_precision(self) -> None:
+        """A double is rounded to the nearest float32, as the cache would return it."""
+        rounded = as_float32([0.1])
+        assert rounded != [0.1]
+        assert abs(rounded[0] - 0.1) < 1e-8
+        assert as_float32(rounded) == rounded
+
+    @pytest.mark.parametrize("data", [b"", b"\x00\x00\x80"])
+    def test_bytes_that_are_no_vector_are_refused(self, data: bytes) -> None:
+        """Empty or truncated bytes are an error, not a short vector."""
+        with pytest.raises(ValueError, match="not a float32 vector"):
+            decode_vector(data)
+
+
+class TestFillVectors:
+    def test_misses_are_the_empty_slots_in_order(self) -> None:
+        """The texts to embed are the ones the cache had no vector for, in plan order."""
+        assert missing_slots([[1.0], None, [2.0], None]) == [1, 3]
+
+    def test_fresh_vectors_fill_the_gaps(self) -> None:
+        """Cached vectors stay where they are; the model's fill the misses in order."""
+        cached = [[1.0], None, [2.0], None]
+        assert fill_vectors(cached, [1, 3], [[7.0], [8.0]]) == [[1.0], [7.0], [2.0], [8.0]]
+
+    def test_all_hits_need_no_model(self) -> None:
+        """With every text cached there is nothing to embed and nothing to fill."""
+        assert fill_vectors([[1.0], [2.0]], [], []) == [[1.0], [2.0]]
+
+    def test_a_wrong_number_of_fresh_vectors_is_an_error(self) -> None:
+        """A model that returns the wrong number of vectors is an error, not a silent mix-up."""
+        with pytest.raises(ValueError, match="expected 2 vectors, the model returned 1"):
+            fill_vectors([None, None], [0, 1], [[1.0]])
 
 
 class TestPlanBatch:
@@ -104,6 +178,13 @@ class TestEmbeddedEvents:
         assert first.chunks[1].chunk_id == "a#1"
         assert first.chunks[1].content_hash == "hash-two"
         assert first.chunks[1].heading_path == ["Setup"]
+        assert first.chunks[1].token_count == 4
+
+    def test_tags_and_document_hash_pass_through(self) -> None:
+        """The document's tags and content hash travel on to the retriever."""
+        documents = [_document("a", ["one"])]
+        [event] = embedded_events(documents, plan_batch(documents), [[1.0]], "m")
+        assert (event.tags, event.doc_hash) == (["ops", "howto"], "h")
 
     def test_a_deletion_passes_through_without_chunks(self) -> None:
         """A version with no chunks comes out as an embedded version with no chunks."""
@@ -112,7 +193,7 @@ class TestEmbeddedEvents:
         assert (event.doc_id, event.chunks) == ("gone", [])
 
     def test_vector_count_must_match_the_plan(self) -> None:
-        """A model that returns the wrong number of vectors is an error, not a silent mix-up."""
+        """Vectors that do not match the planned texts are an error, not a silent mix-up."""
         documents = [_document("a", ["one", "two"])]
         with pytest.raises(ValueError, match="expected 2 vectors"):
             embedded_events(documents, plan_batch(documents), [[1.0]], "m")

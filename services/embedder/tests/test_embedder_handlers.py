@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+import socket
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,7 @@ from ragstream_common.events import (
 from ragstream_common.messaging import publish_event
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS, dlq_name
 from ragstream_embedder.app import create_app
+from ragstream_embedder.domain import cache_key
 from ragstream_embedder.settings import EmbedderSettings
 
 
@@ -71,8 +74,32 @@ class Embedder:
         await self.chunks_subscriber().process_message(tuple(records))
 
 
-def _embedder(model: Any = None, settings: EmbedderSettings | None = None) -> Embedder:
-    app = create_app(settings or EmbedderSettings(), model=model)
+class FakeCache:
+    """An in-memory embedding cache shared by the "replicas" given it; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[str, list[float]] = {}
+        self.gets: list[list[str]] = []
+        self.puts: list[list[str]] = []
+        self.failure: Exception | None = None
+
+    async def get_many(self, keys: Sequence[str]) -> list[list[float] | None]:
+        self.gets.append(list(keys))
+        if self.failure is not None:
+            raise self.failure
+        return [self.vectors.get(key) for key in keys]
+
+    async def put_many(self, items: Sequence[tuple[str, Sequence[float]]]) -> None:
+        self.puts.append([key for key, _ in items])
+        if self.failure is not None:
+            raise self.failure
+        self.vectors.update((key, list(vector)) for key, vector in items)
+
+
+def _embedder(
+    model: Any = None, settings: EmbedderSettings | None = None, cache: Any = None
+) -> Embedder:
+    app = create_app(settings or EmbedderSettings(), model=model, cache=cache)
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
     received = Received()
@@ -94,12 +121,14 @@ def _embedder(model: Any = None, settings: EmbedderSettings | None = None) -> Em
     return Embedder(app, broker, received)
 
 
-def _document(doc_id: str, texts: Sequence[str], *, version: int = 1) -> DocumentChunked:
+def _document(
+    doc_id: str, texts: Sequence[str], *, version: int = 1, title: str = "Guide"
+) -> DocumentChunked:
     return DocumentChunked(
         doc_id=doc_id,
         tenant="acme",
         version=version,
-        title="Guide",
+        title=title,
         doc_hash="h",
         chunks=[
             Chunk(
@@ -307,9 +336,195 @@ class TestPoisonRecords:
         assert (letter.offset, letter.error_type) == (3, "PoisonMessageError")
 
 
+def _vectors(event: ChunksEmbedded) -> list[list[float]]:
+    return [chunk.vector for chunk in event.chunks]
+
+
+def _sample(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset({("service", "embedder"), *labels.items()})), 0.0)
+
+
+class TestEmbeddingCache:
+    async def test_first_batch_embeds_everything_and_fills_the_cache(self) -> None:
+        """On an empty cache every distinct text is embedded once and stored under its key."""
+        model, cache = FakeModel(), FakeCache()
+        embedder = _embedder(model, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"])),
+                await _record(_document("b", ["one"])),
+            )
+
+        texts = ["Guide\nSetup\none", "Guide\nSetup\ntwo"]
+        assert model.calls == [texts]
+        assert cache.gets == [[cache_key("fake@1", text) for text in texts]]
+        assert set(cache.vectors) == {cache_key("fake@1", text) for text in texts}
+        assert cache.vectors[cache_key("fake@1", texts[0])] == [15.0, 3.0]
+
+    async def test_identical_content_again_embeds_nothing_and_publishes_the_same(self) -> None:
+        """Re-publishing the same chunks hits the cache: no model call, the same vectors out."""
+        model, cache = FakeModel(), FakeCache()
+        embedder = _embedder(model, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one", "two"])))
+            await embedder.consume_batch(await _record(_document("a", ["one", "two"], version=2)))
+
+        assert len(model.calls) == 1
+        first, second = embedder.received.embedded
+        assert second.version == 2
+        assert _vectors(second) == _vectors(first)
+        assert [c.chunk_id for c in second.chunks] == [c.chunk_id for c in first.chunks]
+        assert [s.stage for s in embedder.received.statuses] == ["embedded", "embedded"]
+        samples = await _scrape(embedder.app)
+        assert _sample(samples, "ragstream_embedded_chunks_total") == 2
+        assert _sample(samples, "ragstream_embedding_cache_misses_total") == 2
+        assert _sample(samples, "ragstream_embedding_cache_hits_total") == 2
+
+    async def test_an_update_embeds_only_the_changed_chunk(self) -> None:
+        """A new version with one changed chunk sends that chunk alone to the model."""
+        model, cache = FakeModel(), FakeCache()
+        embedder = _embedder(model, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one", "two", "three"])))
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "2", "three"], version=2))
+            )
+
+        assert model.calls[1] == ["Guide\nSetup\n2"]
+        first, second = embedder.received.embedded
+        assert _vectors(second)[0] == _vectors(first)[0]
+        assert _vectors(second)[2] == _vectors(first)[2]
+        assert _vectors(second)[1] == [13.0, 3.0]
+
+    async def test_a_new_title_misses_because_the_model_reads_it(self) -> None:
+        """Chunks whose text is unchanged but whose title changed are embedded again."""
+        model, cache = FakeModel(), FakeCache()
+        embedder = _embedder(model, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+            await embedder.consume_batch(await _record(_document("a", ["one"], title="Manual")))
+
+        assert model.calls == [["Guide\nSetup\none"], ["Manual\nSetup\none"]]
+
+    async def test_another_model_version_never_reads_this_ones_vectors(self) -> None:
+        """Vectors are cached per model version: a new model embeds everything again."""
+        cache = FakeCache()
+        old, new = FakeModel("fake@1"), FakeModel("fake@2")
+        for model in (old, new):
+            embedder = _embedder(model, cache=cache)
+            async with TestKafkaBroker(embedder.broker):
+                await embedder.consume_batch(await _record(_document("a", ["one"])))
+
+        assert (len(old.calls), len(new.calls)) == (1, 1)
+        assert len(cache.vectors) == 2
+
+    async def test_a_second_replica_reuses_what_the_first_embedded(self) -> None:
+        """Two embedder instances sharing a cache embed each text once between them."""
+        cache = FakeCache()
+        first_model, second_model = FakeModel(), FakeModel()
+        first, second = _embedder(first_model, cache=cache), _embedder(second_model, cache=cache)
+        async with TestKafkaBroker(first.broker):
+            await first.consume_batch(await _record(_document("a", ["one", "two"])))
+        async with TestKafkaBroker(second.broker):
+            await second.consume_batch(await _record(_document("b", ["two", "one"])))
+
+        assert second_model.calls == []
+        assert _vectors(second.received.embedded[0]) == _vectors(first.received.embedded[0])[::-1]
+
+    async def test_fresh_vectors_are_published_as_the_cache_returns_them(self) -> None:
+        """Fresh vectors are rounded to float32 like cached ones, so both paths publish the same."""
+
+        class PreciseModel(FakeModel):
+            def embed(self, texts: Sequence[str]) -> list[list[float]]:
+                return [[0.1, 1 / 3] for _ in texts]
+
+        cache = FakeCache()
+        embedder = _embedder(PreciseModel(), cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+            await embedder.consume_batch(await _record(_document("a", ["one"], version=2)))
+
+        fresh, cached = (_vectors(event)[0] for event in embedder.received.embedded)
+        assert fresh == cached
+        assert fresh[0] != 0.1
+        assert math.isclose(fresh[0], 0.1, rel_tol=1e-7)
+
+    async def test_a_failing_cache_costs_embedding_never_the_batch(self) -> None:
+        """With the cache failing, chunks are embedded and published; the errors are counted."""
+        model, cache = FakeModel(), FakeCache()
+        cache.failure = ConnectionError("Redis is down")
+        embedder = _embedder(model, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one", "two"])))
+
+        assert len(model.calls) == 1
+        [event] = embedder.received.embedded
+        assert _vectors(event) == [[15.0, 3.0], [15.0, 3.0]]
+        assert [s.stage for s in embedder.received.statuses] == ["embedded"]
+        assert embedder.received.letters == []
+        samples = await _scrape(embedder.app)
+        assert _sample(samples, "ragstream_embedding_cache_errors_total", operation="get") == 1
+        assert _sample(samples, "ragstream_embedding_cache_misses_total") == 0
+
+    async def test_a_failing_store_still_publishes(self) -> None:
+        """A cache that answers lookups but fails to store leaves the vectors published."""
+
+        class ReadOnlyCache(FakeCache):
+            async def put_many(self, items: Sequence[tuple[str, Sequence[float]]]) -> None:
+                raise TimeoutError("Timeout writing to socket")
+
+        embedder = _embedder(FakeModel(), cache=ReadOnlyCache())
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+
+        assert [event.doc_id for event in embedder.received.embedded] == ["a"]
+        samples = await _scrape(embedder.app)
+        assert _sample(samples, "ragstream_embedding_cache_errors_total", operation="put") == 1
+
+    async def test_after_a_failure_the_cache_is_left_alone_for_a_while(self) -> None:
+        """Batches right after a cache failure do not wait on the cache again."""
+        cache = FakeCache()
+        cache.failure = ConnectionError("Redis is down")
+        embedder = _embedder(FakeModel(), cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+            cache.failure = None
+            await embedder.consume_batch(await _record(_document("b", ["two"])))
+
+        assert len(cache.gets) == 1
+        assert len(embedder.received.embedded) == 2
+
+    async def test_the_cache_is_tried_again_after_the_cool_down(self) -> None:
+        """Once the cool-down has passed, the next batch uses the recovered cache."""
+        cache = FakeCache()
+        cache.failure = ConnectionError("Redis is down")
+        settings = EmbedderSettings(embedding_cache_cooldown_s=0)
+        embedder = _embedder(FakeModel(), settings, cache=cache)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+            cache.failure = None
+            await embedder.consume_batch(await _record(_document("b", ["two"])))
+
+        assert len(cache.gets) == 2
+        assert len(cache.vectors) == 1
+
+    async def test_without_a_cache_nothing_is_counted_as_missed(self) -> None:
+        """With no cache configured every text is embedded and no cache metric moves."""
+        model = FakeModel()
+        embedder = _embedder(model)
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+            await embedder.consume_batch(await _record(_document("a", ["one"], version=2)))
+
+        assert len(model.calls) == 2
+        samples = await _scrape(embedder.app)
+        assert _sample(samples, "ragstream_embedding_cache_misses_total") == 0
+        assert _sample(samples, "ragstream_embedding_cache_hits_total") == 0
+
+
 class TestMetrics:
     async def test_chunks_batch_sizes_and_embed_time_are_recorded(self) -> None:
-        """Embedded chunks are counted, the model call's size observed and its time measured."""
+        """Texts the model embedded are counted, the call's size observed and its time measured."""
         embedder = _embedder(FakeModel())
         async with TestKafkaBroker(embedder.broker):
             await embedder.consume_batch(
@@ -319,8 +534,8 @@ class TestMetrics:
 
         samples = await _scrape(embedder.app)
         service = ("service", "embedder")
-        assert samples[("ragstream_embedded_chunks_total", frozenset({service}))] == 3
         # "one" appears twice in the batch and is embedded once.
+        assert samples[("ragstream_embedded_chunks_total", frozenset({service}))] == 2
         assert samples[("ragstream_embedding_batch_size_sum", frozenset({service}))] == 2
         stage = frozenset({service, ("stage", "embed")})
         assert samples[("ragstream_stage_duration_seconds_count", stage)] == 1
@@ -340,6 +555,45 @@ class TestLifespan:
 
         assert [event.model for event in embedder.received.embedded] == ["loaded@2"]
         assert len(loaded.calls) == 1
+
+    async def test_an_unreachable_redis_does_not_stop_the_embedder(self) -> None:
+        """With RAGSTREAM_REDIS_URL pointing nowhere, the embedder starts and embeds without it."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+        settings = EmbedderSettings(redis_url=f"redis://127.0.0.1:{closed_port}/0")
+        model = FakeModel()
+        embedder = _embedder(model, settings)
+
+        async with TestKafkaBroker(embedder.broker), embedder.app.lifespan_context():
+            await embedder.consume_batch(await _record(_document("a", ["one"])))
+
+        assert [event.doc_id for event in embedder.received.embedded] == ["a"]
+        assert len(model.calls) == 1
+        samples = await _scrape(embedder.app)
+        assert _sample(samples, "ragstream_embedding_cache_errors_total", operation="get") == 1
+
+    async def test_a_hung_redis_delays_a_batch_by_its_timeout_only(self) -> None:
+        """A Redis that accepts connections but never answers costs one batch about 2 timeouts."""
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()  # the kernel completes handshakes; nobody ever reads or answers
+            settings = EmbedderSettings(
+                redis_url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                embedding_cache_timeout_s=0.2,
+            )
+            embedder = _embedder(FakeModel(), settings)
+            async with TestKafkaBroker(embedder.broker), embedder.app.lifespan_context():
+                started = time.monotonic()
+                await embedder.consume_batch(await _record(_document("a", ["one"])))
+                first = time.monotonic() - started
+                started = time.monotonic()
+                await embedder.consume_batch(await _record(_document("b", ["two"])))
+                second = time.monotonic() - started
+
+        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b"]
+        assert first < 2.0
+        assert second < 0.15  # the cool-down: no waiting on the cache again
 
 
 @pytest.fixture(scope="module")

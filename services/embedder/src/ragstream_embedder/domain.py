@@ -1,12 +1,15 @@
-"""What the embedder embeds, and how vectors are put back on their chunks. No I/O, no model.
+"""What the embedder embeds, what it caches, and how vectors go back on chunks. No I/O, no model.
 
-A batch holds several ``chunks`` records, each one version of one document. All their chunk texts
-go to the model in a single call (identical texts only once), and the vectors are then dealt back
-to one ``ChunksEmbedded`` per record, in record order.
+A batch holds several ``chunks`` records, each one version of one document. Their distinct chunk
+texts are looked up in the embedding cache, keyed by the model's version and the text's hash; only
+the misses go to the model, in a single call. The vectors are then dealt back to one
+``ChunksEmbedded`` per record, in record order, every chunk with its vector whatever its source.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,12 +17,23 @@ from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import ChunksEmbedded, DocumentChunked, DocumentStatus, EmbeddedChunk
 
 __all__ = [
+    "CACHE_KEY_PREFIX",
     "EmbeddingPlan",
+    "as_float32",
+    "cache_key",
+    "decode_vector",
     "embedded_events",
     "embedded_status",
+    "encode_vector",
     "failed_status",
+    "fill_vectors",
+    "missing_slots",
     "plan_batch",
 ]
+
+CACHE_KEY_PREFIX = "ragstream:emb"
+# Little-endian IEEE 754 single precision: the model's own precision, at 4 bytes a dimension.
+_FLOAT32_BYTES = struct.calcsize("<f")
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,87 @@ def plan_batch(documents: Sequence[DocumentChunked]) -> EmbeddingPlan:
     return EmbeddingPlan(texts=texts, slots=slots)
 
 
+def cache_key(model_version: str, text: str) -> str:
+    """Return the cache key of ``text``'s vector under one model version.
+
+    The text is what the model reads (title, headings and chunk text), so a changed title or
+    heading misses the cache as it should; the version keeps vectors of two models apart.
+
+    Args:
+        model_version: The model's identity (``EmbeddingModelPort.version``).
+        text: The embedding text, from ``embedding_text``.
+    """
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f"{CACHE_KEY_PREFIX}:{model_version}:{digest}"
+
+
+def encode_vector(vector: Sequence[float]) -> bytes:
+    """Return ``vector`` as little-endian float32 bytes, the cache's value format.
+
+    Args:
+        vector: The vector to store.
+    """
+    return struct.pack(f"<{len(vector)}f", *vector)
+
+
+def decode_vector(data: bytes) -> list[float]:
+    """Return the vector stored as little-endian float32 ``data``.
+
+    Args:
+        data: Bytes written by ``encode_vector``.
+
+    Raises:
+        ValueError: ``data`` is empty or not a whole number of float32 values.
+    """
+    if not data or len(data) % _FLOAT32_BYTES:
+        raise ValueError(f"{len(data)} bytes are not a float32 vector")
+    return list(struct.unpack(f"<{len(data) // _FLOAT32_BYTES}f", data))
+
+
+def as_float32(vector: Sequence[float]) -> list[float]:
+    """Return ``vector`` rounded to float32, exactly as it comes back out of the cache.
+
+    A model's fresh vectors are published rounded like cached ones, so that a document's vectors
+    never depend on which replica embedded it or whether the cache answered.
+
+    Args:
+        vector: A vector from the model.
+    """
+    return decode_vector(encode_vector(vector))
+
+
+def missing_slots(cached: Sequence[Sequence[float] | None]) -> list[int]:
+    """Return the positions of the texts the cache had no vector for, in order.
+
+    Args:
+        cached: The cache's answer for ``EmbeddingPlan.texts``, None where it missed.
+    """
+    return [slot for slot, vector in enumerate(cached) if vector is None]
+
+
+def fill_vectors(
+    cached: Sequence[Sequence[float] | None],
+    missing: Sequence[int],
+    fresh: Sequence[Sequence[float]],
+) -> list[list[float]]:
+    """Return one vector per planned text: the cached ones, with the model's in the gaps.
+
+    Args:
+        cached: The cache's answer for ``EmbeddingPlan.texts``, None where it missed.
+        missing: ``missing_slots(cached)``: the texts that were sent to the model, in order.
+        fresh: The model's vectors for those texts, in the same order.
+
+    Raises:
+        ValueError: The model returned a different number of vectors than it was sent texts.
+    """
+    if len(fresh) != len(missing):
+        raise ValueError(f"expected {len(missing)} vectors, the model returned {len(fresh)}")
+    vectors = [list(vector) if vector is not None else [] for vector in cached]
+    for slot, vector in zip(missing, fresh, strict=True):
+        vectors[slot] = list(vector)
+    return vectors
+
+
 def embedded_events(
     documents: Sequence[DocumentChunked],
     plan: EmbeddingPlan,
@@ -72,28 +167,21 @@ def embedded_events(
     Args:
         documents: The documents ``plan`` was made from, in the same order.
         plan: See ``plan_batch``.
-        vectors: The model's vectors for ``plan.texts``, in the same order.
+        vectors: The vectors of ``plan.texts`` (from the cache or the model), in the same order.
         model_version: The model's identity, recorded on the event.
 
     Raises:
         ValueError: The vectors do not match the plan.
     """
     if len(vectors) != len(plan.texts):
-        raise ValueError(f"expected {len(plan.texts)} vectors, the model returned {len(vectors)}")
+        raise ValueError(f"expected {len(plan.texts)} vectors, got {len(vectors)}")
     if len(documents) != len(plan.slots):
         raise ValueError("the plan was made for a different batch of documents")
     events = []
     for document, document_slots in zip(documents, plan.slots, strict=True):
+        # Every field of the chunk travels on, its token count included, plus the vector.
         chunks = [
-            EmbeddedChunk(
-                chunk_id=chunk.chunk_id,
-                doc_id=chunk.doc_id,
-                position=chunk.position,
-                text=chunk.text,
-                heading_path=chunk.heading_path,
-                content_hash=chunk.content_hash,
-                vector=list(vectors[slot]),
-            )
+            EmbeddedChunk(**chunk.model_dump(), vector=list(vectors[slot]))
             for chunk, slot in zip(document.chunks, document_slots, strict=True)
         ]
         events.append(
@@ -103,6 +191,8 @@ def embedded_events(
                 version=document.version,
                 title=document.title,
                 source=document.source,
+                tags=document.tags,
+                doc_hash=document.doc_hash,
                 model=model_version,
                 chunks=chunks,
                 published_at=document.published_at,

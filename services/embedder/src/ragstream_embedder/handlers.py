@@ -1,4 +1,8 @@
-"""The embedder's batch subscriber: chunks in, vectors and status out, one model call a batch."""
+"""The embedder's batch subscriber: chunks in, vectors and status out.
+
+Per batch: one cache lookup for every distinct text, one model call for the misses (off the event
+loop), one cache write for the new vectors, then one ``ChunksEmbedded`` per record.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +28,20 @@ from ragstream_common.messaging import (
 )
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS
-from ragstream_embedder.domain import embedded_events, embedded_status, failed_status, plan_batch
+from ragstream_embedder.cache import CacheGuard, EmbeddingCache, Vector
+from ragstream_embedder.domain import (
+    as_float32,
+    cache_key,
+    embedded_events,
+    embedded_status,
+    failed_status,
+    fill_vectors,
+    missing_slots,
+    plan_batch,
+)
 from ragstream_embedder.settings import EmbedderSettings
 
-__all__ = ["CONSUMER_GROUP", "Dependencies", "EmbeddingModelPort", "build_router"]
+__all__ = ["CONSUMER_GROUP", "Dependencies", "EmbeddingCache", "EmbeddingModelPort", "build_router"]
 
 CONSUMER_GROUP = "embedder"
 
@@ -55,13 +69,14 @@ class Dependencies:
     """What the handlers need, built once by ``create_app``.
 
     ``model`` is None until the lifespan has loaded it, which happens before the broker starts
-    consuming.
+    consuming. ``cache`` is None when no cache is configured (every text is embedded).
     """
 
     settings: EmbedderSettings
     metrics: ServiceMetrics
     broker: KafkaBroker
     model: EmbeddingModelPort | None = None
+    cache: EmbeddingCache | None = None
 
 
 def build_router(deps: Dependencies) -> KafkaRouter:
@@ -74,13 +89,58 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     settings = deps.settings
     service = deps.metrics.service
     embedded_chunks = deps.metrics.counter(
-        "embedded_chunks_total", "Chunks the embedder attached a vector to."
+        "embedded_chunks_total",
+        "Chunk texts the model embedded (cache hits and repeats within a batch excluded).",
     )
     batch_sizes = deps.metrics.histogram(
         "embedding_batch_size",
         "Distinct texts sent to the model in one call.",
         buckets=BATCH_SIZE_BUCKETS,
     )
+    cache_hits = deps.metrics.counter(
+        "embedding_cache_hits_total", "Distinct texts whose vector the cache had."
+    )
+    cache_misses = deps.metrics.counter(
+        "embedding_cache_misses_total", "Distinct texts looked up in the cache and not found."
+    )
+    cache = CacheGuard(
+        deps.metrics.counter(
+            "embedding_cache_errors_total",
+            "Cache calls that failed (the batch went on without the cache).",
+            ["operation"],
+        ),
+        service,
+        cooldown_s=settings.embedding_cache_cooldown_s,
+    )
+
+    async def vectors_of(
+        texts: Sequence[str], model: EmbeddingModelPort
+    ) -> tuple[list[list[float]], int]:
+        """Return the vector of each text, from the cache or the model, and how many were new."""
+        keys = [cache_key(model.version, text) for text in texts]
+        answer = await cache.lookup(deps.cache, keys)
+        cached: list[Vector | None]
+        if answer is not None:
+            cached = answer
+            missing = missing_slots(cached)
+            cache_hits.labels(service).inc(len(keys) - len(missing))
+            cache_misses.labels(service).inc(len(missing))
+        else:  # no cache, or none working: embed everything
+            cached = [None] * len(keys)
+            missing = list(range(len(keys)))
+        fresh: list[list[float]] = []
+        if missing:
+            with deps.metrics.time_stage("embed"):
+                embedded = await asyncio.to_thread(model.embed, [texts[i] for i in missing])
+            batch_sizes.labels(service).observe(len(missing))
+            embedded_chunks.labels(service).inc(len(missing))
+            fresh = [as_float32(vector) for vector in embedded]
+        vectors = fill_vectors(cached, missing, fresh)
+        if missing:
+            # Stored before publishing: a batch redelivered after a Kafka failure is not embedded
+            # again.
+            await cache.store(deps.cache, [(keys[slot], vectors[slot]) for slot in missing])
+        return vectors, len(missing)
 
     @router.subscriber(
         CHUNKS,
@@ -90,7 +150,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         **consumer_options(settings, CONSUMER_GROUP),
     )
     async def on_chunks(message: KafkaMessage) -> None:
-        """Embed every chunk of a batch of document versions in one model call."""
+        """Attach a vector to every chunk of a batch: cached ones, the rest in one model call."""
         documents: list[DocumentChunked] = []
         records: list[ConsumerRecord[Any, Any]] = []
         for record in _records_of(message):
@@ -108,15 +168,12 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         if deps.model is None:  # the lifespan loads it before consuming starts
             raise RuntimeError("the embedding model is not loaded")
 
+        model = deps.model
         plan = plan_batch(documents)
-        vectors: list[list[float]] = []
-        if plan.texts:
-            with deps.metrics.time_stage("embed"):
-                vectors = await asyncio.to_thread(deps.model.embed, plan.texts)
-            batch_sizes.labels(service).observe(len(plan.texts))
+        vectors, embedded_count = await vectors_of(plan.texts, model)
 
         # Published one by one, in record order, so two versions of a document keep their order.
-        events = embedded_events(documents, plan, vectors, deps.model.version)
+        events = embedded_events(documents, plan, vectors, model.version)
         for record, document, event in zip(records, documents, events, strict=True):
             correlation_id = _header(record, "correlation_id")
             bind_correlation_id(correlation_id)
@@ -144,7 +201,6 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                     metrics=deps.metrics,
                     correlation_id=correlation_id,
                 )
-            embedded_chunks.labels(service).inc(len(event.chunks))
             _log.info(
                 "document_embedded",
                 doc_id=event.doc_id,
@@ -156,6 +212,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             records=len(records),
             chunks=plan.chunk_count,
             distinct_texts=len(plan.texts),
+            embedded=embedded_count,
         )
 
     return router

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ragstream_common.settings import ServiceSettings
 
 __all__ = ["EmbedderSettings"]
 
+_THIRTY_DAYS_S = 30 * 24 * 3600
+
 
 class EmbedderSettings(ServiceSettings):
-    """Broker settings plus micro-batching and model placement.
+    """Broker settings plus micro-batching, model placement and the shared embedding cache.
 
     ``batch_max_messages`` and ``batch_max_wait_ms`` are the knob between latency and throughput:
     a batch is handed to the model when it holds that many ``chunks`` records, or when that long
     has passed with fewer.
+
+    ``redis_url`` turns the embedding cache on: every replica reads and fills the same Redis, so a
+    text is embedded once per model version, whichever replica sees it first.
     """
 
     service_name: str = "embedder"
@@ -26,3 +31,17 @@ class EmbedderSettings(ServiceSettings):
     model_device: str = "cpu"
     # torch's intra-op threads; None keeps torch's default (all cores).
     model_threads: int | None = Field(default=None, ge=1)
+    # None (or empty): no cache, every chunk is embedded.
+    redis_url: str | None = None
+    # A vector unused this long leaves the cache (Redis's LRU may evict it sooner).
+    embedding_cache_ttl_s: int = Field(default=_THIRTY_DAYS_S, ge=1)
+    # Connect and read timeout of a cache call (retried once): a hung Redis delays one batch by
+    # about twice this, then the cool-down below spares the next ones.
+    embedding_cache_timeout_s: float = Field(default=0.5, gt=0)
+    # After a cache failure, batches skip the cache this long instead of waiting on it each time.
+    embedding_cache_cooldown_s: float = Field(default=10.0, ge=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_url_means_no_cache(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from rich.table import Table
 
-from ragstream_cli.stack import kafka_status, weaviate_status
+from ragstream_cli.stack import kafka_status, redis_status, weaviate_status
 from ragstream_cli.stack.platform import ServiceSpec
 
 __all__ = ["stack_status_table"]
@@ -29,13 +29,13 @@ def _relative(path: Path) -> str:
 
 
 def stack_status_table(services: tuple[ServiceSpec, ...]) -> Table:
-    """Return a table of Kafka, Weaviate and each service: state, pid, endpoint.
+    """Return a table of Kafka, Weaviate, Redis and each service: state, pid, endpoint.
 
     Args:
         services: The services to probe on their ports.
     """
     table = Table("component", "state", "pid", "endpoint", "log", title="ragstream")
-    for component in (kafka_status(), weaviate_status()):
+    for component in (kafka_status(), weaviate_status(), redis_status()):
         state = "running" if component.running else "stopped"
         if component.running and not component.managed:
             state += " (not started by this checkout)"

@@ -52,6 +52,8 @@ class Component:
         prepare: Writes config / formats storage before a start (reporting progress).
         process: The managed process description.
         start_timeout: Seconds to wait for readiness after a start.
+        installed: Whether it is installed, for components not installed into ``install_dir``
+            (a system package); None: ``install_dir`` holds a finished install.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Component:
     prepare: Callable[[Reporter], None]
     process: ManagedProcess
     start_timeout: float
+    installed: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,11 @@ def component_status(component: Component) -> ComponentStatus:
     return ComponentStatus(
         name=component.name,
         version=component.version,
-        installed=is_installed(component.install_dir),
+        installed=(
+            component.installed()
+            if component.installed is not None
+            else is_installed(component.install_dir)
+        ),
         install_dir=component.install_dir,
         running=running,
         managed=own_pid is not None,

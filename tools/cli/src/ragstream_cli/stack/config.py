@@ -17,6 +17,8 @@ __all__ = [
     "KAFKA_VERSION",
     "LOG4J_SLF4J_VERSION",
     "MIN_JAVA_MAJOR",
+    "REDIS_MAXMEMORY",
+    "REDIS_PACKAGE",
     "SCALA_VERSION",
     "WEAVIATE_CLUSTER_HOSTNAME",
     "WEAVIATE_MODULE",
@@ -25,6 +27,7 @@ __all__ = [
     "WeaviatePorts",
     "env_port",
     "kafka_ports",
+    "redis_port",
     "weaviate_ports",
 ]
 
@@ -43,6 +46,12 @@ WEAVIATE_MODULE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 # Weaviate uses the hostname as its Raft node id: it must stay the same across restarts or the
 # node no longer recognises its own Raft log.
 WEAVIATE_CLUSTER_HOSTNAME = "ragstream-node1"
+
+# Redis comes from the distribution's packages (Debian's redis-server), not pinned by us: the
+# embedding cache needs nothing beyond Redis 6 (MGET, SET with EX, pipelines).
+REDIS_PACKAGE = "redis-server"
+# The cache is a cache: past this, Redis evicts the least recently used vectors.
+REDIS_MAXMEMORY = "512mb"
 
 
 def env_port(var: str, default: int) -> int:
@@ -90,6 +99,11 @@ def kafka_ports() -> KafkaPorts:
         broker=env_port("RAGSTREAM_KAFKA_PORT", 9092),
         controller=env_port("RAGSTREAM_KAFKA_CONTROLLER_PORT", 9093),
     )
+
+
+def redis_port() -> int:
+    """Redis's client port: default 6379, overridable with RAGSTREAM_REDIS_PORT."""
+    return env_port("RAGSTREAM_REDIS_PORT", 6379)
 
 
 def weaviate_ports() -> WeaviatePorts:

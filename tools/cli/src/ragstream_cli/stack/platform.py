@@ -18,6 +18,7 @@ from ragstream_cli.stack.kafka import ensure_kafka, stop_kafka
 from ragstream_cli.stack.paths import component_dir
 from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
+from ragstream_cli.stack.redis import ensure_redis, redis_url, stop_redis
 from ragstream_cli.stack.weaviate import ensure_weaviate, stop_weaviate
 from ragstream_common.admin import ensure_topics
 
@@ -82,6 +83,7 @@ class Platform:
     weaviate_url: str
     gateway_url: str
     service_urls: dict[str, str] = field(default_factory=dict)
+    redis_url: str | None = None
 
 
 def _healthy(url: str) -> bool:
@@ -106,6 +108,8 @@ def service_process(
     env = {
         **OFFLINE_ENV,
         "RAGSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        # The embedder's shared embedding cache (the other services ignore it).
+        "RAGSTREAM_REDIS_URL": redis_url(),
         "RAGSTREAM_HTTP_HOST": HOST,
         "RAGSTREAM_HTTP_PORT": str(spec.port),
         "RAGSTREAM_LOG_JSON": "true",
@@ -151,6 +155,7 @@ def ensure_platform(reporter: Reporter | None = None) -> Platform:
     reporter = reporter or Reporter()
     kafka = ensure_kafka(reporter)
     weaviate = ensure_weaviate(reporter)
+    redis = ensure_redis(reporter)
     with reporter.step("Creating topics from the registry"):
         created = asyncio.run(ensure_topics(kafka.endpoint))
     if created:
@@ -161,6 +166,7 @@ def ensure_platform(reporter: Reporter | None = None) -> Platform:
         weaviate_url=weaviate.endpoint,
         gateway_url=urls["gateway"],
         service_urls=urls,
+        redis_url=redis.endpoint,
     )
 
 
@@ -185,11 +191,11 @@ def _stop(process: ManagedProcess) -> None:
 
 
 def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = True) -> None:
-    """Stop the services this checkout started (every gateway replica too), then Kafka and Weaviate.
+    """Stop the services this checkout started (every gateway replica too), then the infrastructure.
 
     Args:
         reporter: Progress output.
-        infrastructure: Also stop Kafka and Weaviate.
+        infrastructure: Also stop Redis, Weaviate and Kafka.
     """
     reporter = reporter or Reporter()
     state = component_dir("services")
@@ -201,5 +207,6 @@ def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = Tr
         if process.stop():
             reporter.info(f"stopped {name}")
     if infrastructure:
+        stop_redis(reporter)
         stop_weaviate(reporter)
         stop_kafka(reporter)
