@@ -1,249 +1,66 @@
-"""Tests for the ingestor's pure logic: parsing, structural splitting, packing, versions, events."""
+"""Tests for the ingestor's document logic: events in, limits, identity, versions, statuses."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import random
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import DocumentDeleted, DocumentUpserted
+from ragstream_ingestor.chunking import ChunkDraft, ChunkingPolicy, TokenCounter
 from ragstream_ingestor.domain import (
-    ChunkingPolicy,
     DocumentRejectedError,
-    Section,
+    IngestLimits,
     chunk_deletion,
-    chunk_document,
     chunk_upsert,
     chunked_status,
-    clean_text,
-    count_words,
+    document_event,
+    document_payload,
     document_version,
     failed_status,
-    normalise_content_type,
-    pack_paragraphs,
-    parse_sections,
-    split_markdown,
-    split_plain,
-    split_sentences,
+    identify_chunks,
 )
 
-POLICY = ChunkingPolicy(max_words=20, overlap_words=5)
+Sample = Callable[[str], bytes]
+
+POLICY = ChunkingPolicy(max_tokens=40, overlap_tokens=8)
+REAL_POLICY = ChunkingPolicy(max_tokens=256, overlap_tokens=32)
+LIMITS = IngestLimits(max_document_bytes=5_000_000, max_chunks=500)
+PUBLISHED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+GUIDE = (
+    "# Guide\n\nIntro paragraph of the guide.\n\n"
+    "## Install\n\nRun the installer. Then restart.\n\n"
+    "## Use\n\nOpen the app and sign in.\n\n"
+    "## Remove\n\nDelete the app folder."
+)
 
 
-def _words(prefix: str, count: int) -> str:
-    return " ".join(f"{prefix}{i}" for i in range(count))
+def _upsert(**overrides: Any) -> DocumentUpserted:
+    fields: dict[str, Any] = {
+        "doc_id": "doc-1",
+        "tenant": "acme",
+        "title": "Handbook",
+        "source": "https://example.test/handbook",
+        "content": GUIDE,
+        "content_type": "text/markdown",
+        "tags": ["hr", "onboarding"],
+        "published_at": PUBLISHED,
+    }
+    return DocumentUpserted.model_validate(fields | overrides)
 
 
-class TestChunkingPolicy:
-    def test_overlap_must_be_smaller_than_the_budget(self) -> None:
-        """An overlap that leaves no room for new words is refused."""
-        with pytest.raises(ValueError, match="overlap_words"):
-            ChunkingPolicy(max_words=10, overlap_words=10)
-
-    def test_budget_must_be_positive(self) -> None:
-        """A chunk budget of zero words is refused."""
-        with pytest.raises(ValueError, match="max_words"):
-            ChunkingPolicy(max_words=0, overlap_words=0)
-
-
-class TestNormaliseContentType:
-    def test_parameters_and_case_are_dropped(self) -> None:
-        """A Content-Type with a charset and capitals reduces to its media type."""
-        assert normalise_content_type(" Text/Markdown; charset=UTF-8") == "text/markdown"
-
-
-class TestCleanText:
-    def test_line_endings_bom_and_control_characters_are_normalised(self) -> None:
-        """CRLF and CR become LF, and a BOM, control characters and trailing spaces go."""
-        assert clean_text("\ufeffa\x00b  \r\nc\rd\t") == "ab\nc\nd"
-
-    def test_tabs_and_newlines_survive(self) -> None:
-        """Cleaning keeps the whitespace that carries structure."""
-        assert clean_text("a\tb\n\nc") == "a\tb\n\nc"
-
-
-class TestParseSections:
-    def test_unsupported_type_is_rejected_with_the_type_in_the_reason(self) -> None:
-        """A content type the ingestor cannot parse is refused, naming the type."""
-        with pytest.raises(DocumentRejectedError, match="application/pdf"):
-            parse_sections("%PDF-1.7", "application/pdf")
-
-    @pytest.mark.parametrize("content", ["", "   ", "\n\t\r\n", "\x00\ufeff"])
-    def test_empty_or_whitespace_content_is_rejected(self, content: str) -> None:
-        """A document without visible text is refused."""
-        with pytest.raises(DocumentRejectedError, match="empty"):
-            parse_sections(content, "text/plain")
-
-    def test_plain_text_ignores_markdown_headings(self) -> None:
-        """In plain text a line starting with '#' is text, not a heading."""
-        sections = parse_sections("# not a heading\n\nbody", "text/plain")
-        assert sections == [Section((), ("# not a heading", "body"))]
-
-    def test_markdown_with_parameters_is_split_at_headings(self) -> None:
-        """text/markdown with a charset parameter is parsed as Markdown."""
-        sections = parse_sections("# T\n\nbody", "text/markdown; charset=utf-8")
-        assert sections == [Section(("T",), ("body",))]
-
-
-class TestSplitPlain:
-    def test_paragraphs_are_separated_by_blank_lines(self) -> None:
-        """Blank lines, even ones holding spaces, separate paragraphs; single newlines do not."""
-        assert split_plain("a\nb\n\nc\n \t\nd") == [Section((), ("a\nb", "c", "d"))]
-
-    def test_blank_text_has_no_sections(self) -> None:
-        """Text of blank lines only yields nothing."""
-        assert split_plain("\n\n\n") == []
-
-
-class TestSplitMarkdown:
-    def test_heading_path_nests_and_unwinds(self) -> None:
-        """A heading pops every heading of its level or deeper before joining the path."""
-        text = "# A\n\na\n\n## B\n\nb\n\n### C\n\nc\n\n## D\n\nd\n\n# E\n\ne"
-        paths = [section.heading_path for section in split_markdown(text)]
-        assert paths == [("A",), ("A", "B"), ("A", "B", "C"), ("A", "D"), ("E",)]
-
-    def test_text_before_the_first_heading_has_an_empty_path(self) -> None:
-        """A preamble forms a section with no headings."""
-        assert split_markdown("intro\n\n# A\n\nbody")[0] == Section((), ("intro",))
-
-    def test_closing_hashes_and_indent_are_not_part_of_the_title(self) -> None:
-        """'  ## Title ##' is the heading 'Title'."""
-        assert split_markdown("  ## Title ##\n\nbody")[0].heading_path == ("Title",)
-
-    def test_hash_without_space_is_text(self) -> None:
-        """'#hashtag' is not a heading, and seven hashes are not one either."""
-        sections = split_markdown("#hashtag\n\n####### seven")
-        assert sections == [Section((), ("#hashtag", "####### seven"))]
-
-    def test_heading_interrupts_a_paragraph(self) -> None:
-        """A heading line ends the paragraph above it without a blank line."""
-        sections = split_markdown("before\n# H\nafter")
-        assert sections == [Section((), ("before",)), Section(("H",), ("after",))]
-
-    def test_fenced_code_is_one_paragraph_and_hides_headings(self) -> None:
-        """Blank lines and '#' lines inside a code fence neither split it nor start sections."""
-        code = "```python\n# comment\n\nx = 1\n```"
-        sections = split_markdown(f"# A\n\nintro\n{code}\nafter")
-        assert sections == [Section(("A",), ("intro", code, "after"))]
-
-    def test_a_shorter_fence_does_not_close_a_longer_one(self) -> None:
-        """A code fence closes only on a fence of the same character at least as long."""
-        code = "````\n```\n# still code\n````"
-        assert split_markdown(code) == [Section((), (code,))]
-
-    def test_headings_without_body_are_left_out_but_stay_on_the_path(self) -> None:
-        """An empty section yields no paragraphs, yet its title leads the nested section."""
-        assert split_markdown("# A\n## B\n\nbody") == [Section(("A", "B"), ("body",))]
-
-
-class TestSplitSentences:
-    def test_splits_after_terminal_punctuation(self) -> None:
-        """Sentences end at '.', '!' or '?' (even before a closing quote) followed by space."""
-        assert split_sentences('One. Two! "Three?" Four') == ["One.", "Two!", '"Three?"', "Four"]
-
-    def test_decimal_points_do_not_split(self) -> None:
-        """A full stop not followed by whitespace is not a sentence end."""
-        assert split_sentences("Pi is 3.14 roughly.") == ["Pi is 3.14 roughly."]
-
-
-class TestPackParagraphs:
-    def test_small_paragraphs_share_a_chunk(self) -> None:
-        """Paragraphs that fit together form one chunk, separated by a blank line."""
-        assert pack_paragraphs(["one two", "three four"], POLICY) == ["one two\n\nthree four"]
-
-    def test_a_paragraph_that_does_not_fit_starts_a_chunk_after_the_overlap(self) -> None:
-        """The next chunk opens with the end of the previous one, then the whole new paragraph."""
-        first = "Alpha beta gamma. Delta epsilon."
-        second = _words("s", 16)
-        chunks = pack_paragraphs([first, second], POLICY)
-        assert chunks == [first, f"Delta epsilon.\n\n{second}"]
-
-    def test_overlap_prefers_whole_sentences(self) -> None:
-        """When a whole trailing sentence fits the overlap, no sentence is cut."""
-        first = "One two three four. Five six."
-        chunks = pack_paragraphs([first, _words("n", 17)], POLICY)
-        assert chunks[1].startswith("Five six.\n\n")
-
-    def test_overlap_cuts_words_when_no_sentence_fits(self) -> None:
-        """Without a short enough trailing sentence, the last overlap_words words repeat."""
-        chunks = pack_paragraphs([_words("a", 10), _words("b", 15)], POLICY)
-        assert chunks[1] == "a5 a6 a7 a8 a9\n\n" + _words("b", 15)
-
-    def test_long_paragraph_is_split_at_sentences(self) -> None:
-        """A paragraph over the budget is cut between sentences, never inside one."""
-        sentences = [f"Sentence {i} has exactly six words." for i in range(6)]
-        chunks = pack_paragraphs([" ".join(sentences)], ChunkingPolicy(20, 0))
-        assert chunks == [" ".join(sentences[i : i + 3]) for i in (0, 3)]
-
-    def test_overlong_sentence_is_split_at_words(self) -> None:
-        """A sentence longer than the budget is cut into word runs that leave room for overlap."""
-        chunks = pack_paragraphs([_words("w", 45)], POLICY)
-        assert [count_words(chunk) for chunk in chunks] == [15, 20, 20]
-        assert chunks[1].split()[:5] == chunks[0].split()[-5:]
-
-    def test_no_overlap_when_disabled(self) -> None:
-        """With overlap 0, consecutive chunks share no words."""
-        chunks = pack_paragraphs([_words("a", 15), _words("b", 15)], ChunkingPolicy(20, 0))
-        assert chunks == [_words("a", 15), _words("b", 15)]
-
-    @pytest.mark.parametrize("seed", range(20))
-    def test_chunks_are_bounded_and_cover_every_word_in_order(self, seed: int) -> None:
-        """Whatever the paragraphs, each chunk fits the budget, and together they miss no word."""
-        rng = random.Random(seed)
-        policy = ChunkingPolicy(max_words=rng.randint(8, 40), overlap_words=0)
-        policy = ChunkingPolicy(policy.max_words, rng.randint(0, policy.max_words - 1))
-        counter = iter(range(10**6))
-        paragraphs = []
-        for _ in range(rng.randint(1, 12)):
-            sentences = [
-                " ".join(f"w{next(counter)}" for _ in range(rng.randint(1, 60))) + "."
-                for _ in range(rng.randint(1, 6))
-            ]
-            paragraphs.append(" ".join(sentences))
-        words = " ".join(paragraphs).split()
-
-        chunks = pack_paragraphs(paragraphs, policy)
-
-        assert all(count_words(chunk) <= policy.max_words for chunk in chunks)
-        covered_to = 0
-        for chunk in chunks:
-            chunk_words = chunk.split()
-            start = words.index(chunk_words[0])
-            assert chunk_words == words[start : start + len(chunk_words)]
-            assert start <= covered_to  # no gap after the previous chunk
-            covered_to = start + len(chunk_words)
-        assert covered_to == len(words)
-
-
-class TestChunkDocument:
-    def test_chunks_carry_ids_positions_hashes_and_headings(self) -> None:
-        """Positions run from 0 across sections; ids derive from them; hashes from the text."""
-        chunks = chunk_document("doc", "# A\n\nfirst\n\n## B\n\nsecond", "text/markdown", POLICY)
-        assert [(c.chunk_id, c.position, c.heading_path, c.text) for c in chunks] == [
-            ("doc#0", 0, ["A"], "first"),
-            ("doc#1", 1, ["A", "B"], "second"),
-        ]
-        assert chunks[1].content_hash == hashlib.sha256(b"second").hexdigest()
-
-    def test_overlap_never_crosses_a_heading(self) -> None:
-        """A new section's first chunk starts with its own text, not the previous section's."""
-        text = f"# A\n\n{_words('a', 18)}\n\n# B\n\n{_words('b', 18)}"
-        chunks = chunk_document("doc", text, "text/markdown", POLICY)
-        assert chunks[1].text == _words("b", 18)
-
-    def test_headings_only_is_rejected(self) -> None:
-        """A document made only of headings has nothing to index and is refused."""
-        with pytest.raises(DocumentRejectedError, match="no text"):
-            chunk_document("doc", "# A\n## B", "text/markdown", POLICY)
-
-    def test_same_input_gives_same_chunks(self) -> None:
-        """Chunking is deterministic, so redelivery reproduces identical chunks and hashes."""
-        text = "# A\n\n" + "Some sentence here. " * 40
-        assert chunk_document("d", text, "text/markdown", POLICY) == chunk_document(
-            "d", text, "text/markdown", POLICY
-        )
+def _ids_by_section(chunks: list[Any]) -> dict[tuple[str, ...], list[str]]:
+    ids: dict[tuple[str, ...], list[str]] = {}
+    for chunk in chunks:
+        ids.setdefault(tuple(chunk.heading_path), []).append(chunk.chunk_id)
+    return ids
 
 
 class TestDocumentVersion:
@@ -253,42 +70,270 @@ class TestDocumentVersion:
         assert document_version(offset) == version
 
 
-PUBLISHED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+class TestDocumentEvent:
+    def test_a_json_value_is_the_event_it_holds(self) -> None:
+        """A record's JSON value is validated into the upsert it carries."""
+        upsert = _upsert()
+        event = document_event(b"doc-1", upsert.model_dump_json().encode(), 0)
+        assert event == upsert
+
+    def test_a_null_value_is_a_delete_in_the_default_tenant(self) -> None:
+        """A tombstone deletes the keyed document of the default tenant, dated by the record."""
+        event = document_event(b"doc-9", None, 1_735_787_045_000)
+        assert isinstance(event, DocumentDeleted)
+        assert (event.doc_id, event.tenant) == ("doc-9", "default")
+        assert event.published_at == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    @pytest.mark.parametrize("key", [None, b""])
+    def test_a_tombstone_without_a_key_is_rejected(self, key: bytes | None) -> None:
+        """A tombstone names its document only by its key; without one it means nothing."""
+        with pytest.raises(DocumentRejectedError, match="without a key"):
+            document_event(key, None, 0)
+
+    @pytest.mark.parametrize(
+        "value", [b"", b"{not json", b'{"kind": "rename", "doc_id": "d"}', b'{"kind": "upsert"}']
+    )
+    def test_an_invalid_value_fails_validation(self, value: bytes) -> None:
+        """Malformed JSON, an unknown kind or a missing field is a validation error (a poison
+        message the middleware dead-letters), not a delete."""
+        with pytest.raises(ValidationError):
+            document_event(b"d", value, 0)
 
 
-def _upsert(**overrides: object) -> DocumentUpserted:
-    fields: dict[str, object] = {
-        "doc_id": "doc-1",
-        "tenant": "acme",
-        "title": "Handbook",
-        "source": "https://example.test/handbook",
-        "content": "# Intro\n\nHello there.",
-        "content_type": "text/markdown",
-        "published_at": PUBLISHED,
-    }
-    return DocumentUpserted.model_validate(fields | overrides)
+class TestDocumentPayload:
+    def test_text_is_measured_in_utf8_bytes(self) -> None:
+        """The size limit counts the UTF-8 bytes of text, not its characters."""
+        limits = IngestLimits(max_document_bytes=7, max_chunks=10)
+        assert document_payload(_upsert(content="🚀ab"), limits) == "🚀ab"
+        with pytest.raises(DocumentRejectedError, match="8 bytes, over the limit of 7"):
+            document_payload(_upsert(content="🚀abcd"), limits)
+
+    def test_base64_is_decoded_and_measured_decoded(self) -> None:
+        """Bytes arrive as base64; the limit applies to the bytes, not to the base64 text."""
+        limits = IngestLimits(max_document_bytes=6, max_chunks=10)
+        event = _upsert(content="", content_base64=base64.b64encode(b"\x00\x01PDF!").decode())
+        assert document_payload(event, limits) == b"\x00\x01PDF!"
+
+    def test_base64_may_be_wrapped_in_lines(self) -> None:
+        """MIME-style line breaks inside the base64 are ignored."""
+        encoded = base64.encodebytes(b"x" * 100).decode()
+        assert "\n" in encoded.strip()
+        assert document_payload(_upsert(content="", content_base64=encoded), LIMITS) == b"x" * 100
+
+    def test_invalid_base64_is_rejected(self) -> None:
+        """Base64 that does not decode is refused, saying so."""
+        with pytest.raises(DocumentRejectedError, match="not valid base64"):
+            document_payload(_upsert(content="", content_base64="@@@@"), LIMITS)
+
+    def test_content_in_both_fields_is_rejected(self) -> None:
+        """An upsert with both text and bytes is ambiguous, and refused."""
+        event = _upsert(content="text", content_base64=base64.b64encode(b"bytes").decode())
+        with pytest.raises(DocumentRejectedError, match="both content and content_base64"):
+            document_payload(event, LIMITS)
 
 
 class TestChunkUpsert:
-    def test_metadata_is_copied_and_version_and_hash_set(self) -> None:
-        """The chunked event carries the upsert's metadata, the version and the content hash."""
-        upsert = _upsert()
-        chunked = chunk_upsert(upsert, 7, POLICY)
+    def test_metadata_is_copied_and_version_hash_and_counts_set(
+        self, word_counter: TokenCounter
+    ) -> None:
+        """The chunked event carries the upsert's metadata and tags, the version, the hash, and
+        each chunk's token count."""
+        ingested = chunk_upsert(_upsert(), 7, word_counter, POLICY, LIMITS)
+        chunked = ingested.chunked
         assert (chunked.doc_id, chunked.tenant, chunked.title, chunked.source) == (
             "doc-1",
             "acme",
             "Handbook",
             "https://example.test/handbook",
         )
-        assert chunked.version == 7
-        assert chunked.published_at == PUBLISHED
-        assert chunked.doc_hash == hashlib.sha256(upsert.content.encode()).hexdigest()
-        assert [chunk.text for chunk in chunked.chunks] == ["Hello there."]
+        assert (chunked.version, chunked.published_at, chunked.tags) == (
+            7,
+            PUBLISHED,
+            ["hr", "onboarding"],
+        )
+        assert len(chunked.doc_hash) == 64
+        assert [chunk.heading_path for chunk in chunked.chunks] == [
+            ["Guide"],
+            ["Guide", "Install"],
+            ["Guide", "Use"],
+            ["Guide", "Remove"],
+        ]
+        for chunk in chunked.chunks:
+            embedded = embedding_text("Handbook", chunk.heading_path, chunk.text)
+            assert chunk.token_count == len(embedded.split()) + 2
+        assert ingested.media_type == "text/markdown"
 
-    def test_unsupported_type_is_rejected(self) -> None:
-        """An upsert of an unsupported type raises the rejection, not a crash."""
-        with pytest.raises(DocumentRejectedError):
-            chunk_upsert(_upsert(content_type="application/json"), 1, POLICY)
+    def test_the_documents_own_title_stands_in_for_a_missing_one(
+        self, word_counter: TokenCounter, sample: Sample
+    ) -> None:
+        """Without a title on the event, the HTML page's <title> becomes the title."""
+        event = _upsert(title="", content=sample("page.html").decode(), content_type="text/html")
+        chunked = chunk_upsert(event, 1, word_counter, POLICY, LIMITS).chunked
+        assert chunked.title == "Kafka Retention Explained"
+
+    def test_a_long_title_is_shortened_on_the_chunked_event(
+        self, word_counter: TokenCounter
+    ) -> None:
+        """The title the chunks are embedded with, and published with, fits its budget share."""
+        title = " ".join(f"t{i}" for i in range(30))
+        chunked = chunk_upsert(_upsert(title=title), 1, word_counter, POLICY, LIMITS).chunked
+        assert chunked.title == " ".join(f"t{i}" for i in range(10))
+
+    def test_bytes_of_a_generic_type_are_parsed_by_the_file_extension(
+        self, word_counter: TokenCounter
+    ) -> None:
+        """Base64 with application/octet-stream and a .md name is parsed as Markdown."""
+        event = _upsert(
+            content="",
+            content_base64=base64.b64encode(GUIDE.encode()).decode(),
+            content_type="application/octet-stream",
+            filename="guide.md",
+        )
+        ingested = chunk_upsert(event, 1, word_counter, POLICY, LIMITS)
+        assert ingested.media_type == "text/markdown"
+        assert ingested.chunked.chunks[1].heading_path == ["Guide", "Install"]
+
+    def test_a_pdf_is_chunked_with_page_numbers_and_real_token_counts(
+        self, word_pieces: TokenCounter, sample: Sample
+    ) -> None:
+        """The two-page PDF yields chunks headed by page, counted in the model's word pieces."""
+        event = _upsert(
+            title="",
+            content="",
+            content_base64=base64.b64encode(sample("two-pages.pdf")).decode(),
+            content_type="application/pdf",
+        )
+        chunked = chunk_upsert(event, 1, word_pieces, REAL_POLICY, LIMITS).chunked
+        assert chunked.title == "Ragstream Ingestion Notes"
+        assert [chunk.heading_path for chunk in chunked.chunks] == [["Page 1"], ["Page 2"]]
+        for chunk in chunked.chunks:
+            embedded = embedding_text(chunked.title, chunk.heading_path, chunk.text)
+            assert chunk.token_count == word_pieces.count_tokens([embedded])[0]
+
+    def test_invalid_bytes_are_reported(self, word_counter: TokenCounter, sample: Sample) -> None:
+        """A Latin-1 file is indexed, and the replaced bytes are counted for the handler."""
+        event = _upsert(
+            content="",
+            content_base64=base64.b64encode(sample("latin1.txt")).decode(),
+            content_type="text/plain",
+        )
+        ingested = chunk_upsert(event, 1, word_counter, POLICY, LIMITS)
+        assert ingested.replaced == 7
+        assert ingested.chunked.chunks[0].text.startswith("Caf\ufffd")
+
+    @pytest.mark.parametrize(
+        ("overrides", "reason"),
+        [
+            ({"content": "x", "content_type": "image/png"}, "unsupported content type 'image/png'"),
+            ({"content": " \n\t "}, "document has no text"),
+            ({"content": "x" * 301}, "301 bytes, over the limit of 300"),
+            ({"content": "word " * 40, "content_type": "text/plain"}, "more than 1 chunks"),
+            ({"content": "{", "content_type": "application/json"}, "invalid JSON"),
+        ],
+    )
+    def test_documents_that_cannot_be_indexed_are_rejected_with_a_reason(
+        self, word_counter: TokenCounter, overrides: dict[str, Any], reason: str
+    ) -> None:
+        """Unsupported, empty, oversized, over-chunked or malformed documents are refused."""
+        limits = IngestLimits(max_document_bytes=300, max_chunks=1)
+        small = ChunkingPolicy(max_tokens=32, overlap_tokens=0)
+        with pytest.raises(DocumentRejectedError, match=reason):
+            chunk_upsert(_upsert(title="", **overrides), 1, word_counter, small, limits)
+
+
+class TestIdentifyChunks:
+    def test_ids_and_hashes_derive_from_the_embedding_text(self) -> None:
+        """content_hash is the SHA-256 of what the model embeds; the id is its first 16 digits."""
+        [chunk] = identify_chunks("doc", "Title", [ChunkDraft(("H",), "text", 5)])
+        expected = hashlib.sha256(b"Title\nH\ntext").hexdigest()
+        assert (chunk.content_hash, chunk.chunk_id) == (expected, f"doc#{expected[:16]}")
+        assert (chunk.position, chunk.token_count, chunk.heading_path) == (0, 5, ["H"])
+
+    def test_repeats_of_an_identical_chunk_are_numbered(self) -> None:
+        """The second and third identical chunk get -2 and -3; others keep their plain ids."""
+        drafts = [ChunkDraft((), text, 3) for text in ("same", "other", "same", "same")]
+        ids = [chunk.chunk_id for chunk in identify_chunks("d", "", drafts)]
+        same = f"d#{hashlib.sha256(b'same').hexdigest()[:16]}"
+        assert [ids[0], ids[2], ids[3]] == [same, f"{same}-2", f"{same}-3"]
+        assert len(set(ids)) == 4
+
+    def test_the_same_document_published_again_has_the_same_ids_and_hash(
+        self, word_pieces: TokenCounter
+    ) -> None:
+        """Republishing identical content (new event, new version) changes no id and no hash."""
+        first = chunk_upsert(_upsert(), 3, word_pieces, REAL_POLICY, LIMITS).chunked
+        again = chunk_upsert(
+            _upsert(published_at=datetime.now(UTC)), 9, word_pieces, REAL_POLICY, LIMITS
+        ).chunked
+        assert [c.chunk_id for c in again.chunks] == [c.chunk_id for c in first.chunks]
+        assert again.doc_hash == first.doc_hash
+
+    def test_changing_one_section_changes_only_its_chunk_ids(
+        self, word_pieces: TokenCounter
+    ) -> None:
+        """An edit in one section renames that section's chunks and no other."""
+        before = chunk_upsert(_upsert(), 1, word_pieces, REAL_POLICY, LIMITS).chunked
+        edited = GUIDE.replace("Open the app and sign in.", "Open the app and log in.")
+        after = chunk_upsert(_upsert(content=edited), 2, word_pieces, REAL_POLICY, LIMITS).chunked
+        old, new = _ids_by_section(before.chunks), _ids_by_section(after.chunks)
+        assert old.keys() == new.keys()
+        changed = [path for path in old if old[path] != new[path]]
+        assert changed == [("Guide", "Use")]
+        assert after.doc_hash != before.doc_hash
+
+    def test_inserting_a_section_renumbers_nothing(self, word_pieces: TokenCounter) -> None:
+        """A new section in the middle leaves every other chunk's id as it was."""
+        before = chunk_upsert(_upsert(), 1, word_pieces, REAL_POLICY, LIMITS).chunked
+        inserted = GUIDE.replace("## Use", "## Configure\n\nEdit the settings file.\n\n## Use")
+        after = chunk_upsert(_upsert(content=inserted), 2, word_pieces, REAL_POLICY, LIMITS).chunked
+        assert {c.chunk_id for c in before.chunks} < {c.chunk_id for c in after.chunks}
+        assert len(after.chunks) == len(before.chunks) + 1
+
+    def test_an_encoding_of_the_same_text_has_the_same_ids_and_hash(
+        self, word_pieces: TokenCounter, sample: Sample
+    ) -> None:
+        """UTF-16 bytes and the same text as a string index identically."""
+        raw = sample("utf16-bom.txt")
+        as_bytes = _upsert(content="", content_base64=base64.b64encode(raw).decode())
+        as_text = _upsert(content=raw.decode("utf-16"))
+        one = chunk_upsert(as_bytes, 1, word_pieces, REAL_POLICY, LIMITS).chunked
+        two = chunk_upsert(as_text, 2, word_pieces, REAL_POLICY, LIMITS).chunked
+        assert [c.chunk_id for c in one.chunks] == [c.chunk_id for c in two.chunks]
+        assert one.doc_hash == two.doc_hash
+
+
+class TestDocumentHash:
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"title": "Another title"},
+            {"source": "elsewhere"},
+            {"tags": ["hr"]},
+            {"content": GUIDE + "\n\nOne more line."},
+        ],
+    )
+    def test_whatever_the_index_stores_changes_the_hash(
+        self, word_counter: TokenCounter, overrides: dict[str, Any]
+    ) -> None:
+        """Title, source, tags and text all enter the hash: equal hashes index identically."""
+        base = chunk_upsert(_upsert(), 1, word_counter, POLICY, LIMITS).chunked.doc_hash
+        other = chunk_upsert(_upsert(**overrides), 1, word_counter, POLICY, LIMITS).chunked
+        assert other.doc_hash != base
+
+    def test_the_chunking_budget_changes_the_hash(self, word_counter: TokenCounter) -> None:
+        """Chunks cut to another budget are another version of the index."""
+        base = chunk_upsert(_upsert(), 1, word_counter, POLICY, LIMITS).chunked.doc_hash
+        wider = ChunkingPolicy(max_tokens=64, overlap_tokens=8)
+        assert chunk_upsert(_upsert(), 1, word_counter, wider, LIMITS).chunked.doc_hash != base
+
+    def test_trailing_whitespace_and_line_endings_do_not(self, word_counter: TokenCounter) -> None:
+        """Normalisation happens before hashing: CRLF and trailing spaces hash like LF."""
+        base = chunk_upsert(_upsert(), 1, word_counter, POLICY, LIMITS).chunked.doc_hash
+        crlf = GUIDE.replace("\n", "  \r\n")
+        assert (
+            chunk_upsert(_upsert(content=crlf), 1, word_counter, POLICY, LIMITS).chunked.doc_hash
+            == base
+        )
 
 
 class TestChunkDeletion:
@@ -306,18 +351,26 @@ class TestChunkDeletion:
 
 
 class TestStatuses:
-    def test_chunked_status_counts_chunks(self) -> None:
-        """The chunked status names the version and how many chunks it has."""
-        status = chunked_status(chunk_upsert(_upsert(), 3, POLICY))
+    def test_chunked_status_counts_chunks_and_carries_the_hash(
+        self, word_counter: TokenCounter
+    ) -> None:
+        """The chunked status names the version, how many chunks it has and the doc hash."""
+        chunked = chunk_upsert(_upsert(), 3, word_counter, POLICY, LIMITS).chunked
+        status = chunked_status(chunked)
         assert (status.stage, status.version, status.chunk_count, status.tenant) == (
             "chunked",
             3,
-            1,
+            4,
             "acme",
         )
+        assert status.doc_hash == chunked.doc_hash
         assert status.published_at == PUBLISHED
 
     def test_failed_status_carries_the_reason(self) -> None:
         """The failed status says why the version could not be chunked."""
-        status = failed_status(_upsert(), 4, "document is empty")
-        assert (status.stage, status.version, status.reason) == ("failed", 4, "document is empty")
+        status = failed_status(_upsert(), 4, "document has no text")
+        assert (status.stage, status.version, status.reason) == (
+            "failed",
+            4,
+            "document has no text",
+        )

@@ -57,6 +57,22 @@ async def _wait_for(
     return found
 
 
+async def _wait_for_versions(
+    consumer: AIOKafkaConsumer, key: str, versions: set[int]
+) -> dict[int, dict[str, Any]]:
+    """Return the ``chunks`` records keyed ``key`` carrying each of ``versions``, decoded."""
+    found: dict[int, dict[str, Any]] = {}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WAIT_SECONDS):
+            while versions - found.keys():
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        if record.key == key.encode() and record.topic == CHUNKS:
+                            event = json.loads(record.value)
+                            found.setdefault(event["version"], event)
+    return found
+
+
 class TestIngestorOnKafka:
     async def test_published_document_comes_out_chunked(self) -> None:
         """A Markdown document on the real `documents` topic is chunked onto `chunks`."""
@@ -88,3 +104,34 @@ class TestIngestorOnKafka:
             (["A"], "Hello Kafka.")
         ]
         assert found[DOCUMENT_STATUS]["stage"] == "chunked"
+
+    async def test_a_tombstone_retires_the_document(self) -> None:
+        """A null record on the real `documents` topic becomes a newer version without chunks."""
+        await ensure_topics(BOOTSTRAP)
+        app = create_app(IngestorSettings(kafka_bootstrap=BOOTSTRAP))
+        broker = app.broker
+        assert isinstance(broker, KafkaBroker)
+        doc_id = f"ingestor-stack-{uuid.uuid4().hex}"
+        upsert = DocumentUpserted(
+            doc_id=doc_id, content="# A\n\nSoon gone.", content_type="text/markdown"
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+        await producer.start()
+        consumer = await _tail(producer, CHUNKS)
+        await broker.start()
+        try:
+            upserted = await producer.send_and_wait(
+                DOCUMENTS, upsert.model_dump_json().encode(), key=doc_id.encode()
+            )
+            deleted = await producer.send_and_wait(DOCUMENTS, None, key=doc_id.encode())
+            wanted = {upserted.offset + 1, deleted.offset + 1}
+            found = await _wait_for_versions(consumer, doc_id, wanted)
+        finally:
+            await broker.stop()
+            await producer.stop()
+            await consumer.stop()
+
+        assert found.keys() == wanted
+        assert len(found[upserted.offset + 1]["chunks"]) == 1
+        assert found[deleted.offset + 1]["chunks"] == []
+        assert found[deleted.offset + 1]["tenant"] == "default"

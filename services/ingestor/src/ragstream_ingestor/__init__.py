@@ -1,1 +1,1 @@
-"""ragstream-ingestor: documents in, structure-aware, word-bounded chunks out."""
+"""ragstream-ingestor: documents in, structure-aware chunks bounded in the model's word pieces out."""

@@ -1,324 +1,89 @@
-"""Documents into chunks: parse, clean, split on structure, pack into word-bounded chunks.
+"""Document events into chunked versions: limits, parsing, chunking, identity, statuses.
 
-Plain functions, no I/O. A document is split into sections at its Markdown headings (each section
-remembers the path of headings above it), a section into blank-line paragraphs, and paragraphs are
-packed greedily into chunks of at most ``max_words`` words. A paragraph that cannot fit in one chunk
-is split at sentence boundaries, and a sentence that cannot fit at word boundaries. Each chunk
-after the first in a section repeats up to ``overlap_words`` words from the end of the one before
-it (whole sentences where they fit), so a passage cut at a boundary is still retrievable whole. The
-overlap counts against the budget: no chunk ever exceeds ``max_words``.
+Plain functions, no I/O. An upsert is checked against the size limit, parsed by its type (see
+``parsing``), cut into token-bounded chunks (see ``chunking``), and each chunk named by its
+content, so that an unchanged chunk keeps its id from one version of a document to the next and
+publishing the same document twice yields the same ids and the same document hash.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-import re
+import json
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from pydantic import TypeAdapter
+
+from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import (
+    DEFAULT_TENANT,
     Chunk,
     DocumentChunked,
     DocumentDeleted,
+    DocumentEvent,
     DocumentStatus,
     DocumentUpserted,
 )
+from ragstream_ingestor.chunking import (
+    ChunkDraft,
+    ChunkingPolicy,
+    TokenCounter,
+    chunk_sections,
+    fit_title,
+)
+from ragstream_ingestor.errors import DocumentRejectedError
+from ragstream_ingestor.parsing import ParsedDocument, parse_document, resolve_media_type
 
 __all__ = [
-    "SUPPORTED_CONTENT_TYPES",
-    "ChunkingPolicy",
     "DocumentRejectedError",
-    "Section",
+    "IngestLimits",
+    "Ingested",
     "chunk_deletion",
-    "chunk_document",
     "chunk_upsert",
     "chunked_status",
-    "clean_text",
-    "count_words",
+    "document_event",
+    "document_hash",
+    "document_payload",
     "document_version",
     "failed_status",
-    "normalise_content_type",
-    "pack_paragraphs",
-    "parse_sections",
+    "identify_chunks",
     "sha256_hex",
-    "split_markdown",
-    "split_plain",
-    "split_sentences",
 ]
 
-SUPPORTED_CONTENT_TYPES: tuple[str, ...] = ("text/plain", "text/markdown")
 
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one document may cost; past either limit it is rejected, never half-indexed.
 
-class DocumentRejectedError(ValueError):
-    """A document that can never be chunked, whatever the retries; the message says why."""
+    Args:
+        max_document_bytes: The largest document, in bytes before parsing (UTF-8 for text).
+        max_chunks: The most chunks one version may have. A version travels as one Kafka
+            message of at most 8 MiB, and each chunk with its vector costs about 9 KB
+            downstream.
+    """
+
+    max_document_bytes: int
+    max_chunks: int
 
 
 @dataclass(frozen=True)
-class ChunkingPolicy:
-    """How large chunks may be, and how much consecutive chunks of a section share.
+class Ingested:
+    """One upsert, chunked.
 
     Args:
-        max_words: The hard upper bound on a chunk's words, overlap included.
-        overlap_words: How many words a chunk may repeat from the end of the one before it.
+        chunked: The version to publish on ``chunks``.
+        media_type: The type the document was parsed as.
+        replaced: Invalid byte sequences decoding replaced with U+FFFD (worth a log line).
     """
 
-    max_words: int
-    overlap_words: int
-
-    def __post_init__(self) -> None:
-        if self.max_words < 1:
-            raise ValueError("max_words must be positive")
-        if not 0 <= self.overlap_words < self.max_words:
-            raise ValueError("overlap_words must be at least 0 and smaller than max_words")
-
-
-@dataclass(frozen=True)
-class Section:
-    """The paragraphs under one heading, with the headings that lead to it (outermost first)."""
-
-    heading_path: tuple[str, ...]
-    paragraphs: tuple[str, ...]
-
-
-# --- parsing ----------------------------------------------------------------------------------
-
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# ATX headings as CommonMark defines them: up to three spaces of indent, 1-6 '#', then a space or
-# the end of the line; an optional closing run of '#' is not part of the title.
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_BLANK_LINES = re.compile(r"\n[ \t]*\n")
-# A sentence ends at . ! or ?, possibly followed by a closing quote or bracket, then whitespace.
-_SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)\]]))\s+")
-
-
-def normalise_content_type(content_type: str) -> str:
-    """Return the media type of a Content-Type value, lower-cased and without parameters.
-
-    Args:
-        content_type: For example ``"text/markdown; charset=utf-8"``.
-    """
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def clean_text(text: str) -> str:
-    """Normalise line endings, drop a byte-order mark, control characters and trailing spaces.
-
-    Args:
-        text: The document's content as published.
-    """
-    # U+FEFF is a byte-order mark at the start and a deprecated zero-width space elsewhere.
-    text = text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL_CHARACTERS.sub("", text)
-    return "\n".join(line.rstrip() for line in text.split("\n"))
-
-
-def parse_sections(content: str, content_type: str) -> list[Section]:
-    """Clean ``content`` and split it into sections by the rules of its content type.
-
-    Args:
-        content: The document's text.
-        content_type: Its Content-Type; Markdown is split at headings, plain text is one section.
-
-    Raises:
-        DocumentRejectedError: The type is not supported, or the document holds no text.
-    """
-    media_type = normalise_content_type(content_type)
-    if media_type not in SUPPORTED_CONTENT_TYPES:
-        supported = ", ".join(SUPPORTED_CONTENT_TYPES)
-        raise DocumentRejectedError(
-            f"unsupported content type {content_type!r} (supported: {supported})"
-        )
-    text = clean_text(content)
-    if not text.strip():
-        raise DocumentRejectedError("document is empty")
-    return split_markdown(text) if media_type == "text/markdown" else split_plain(text)
-
-
-def split_plain(text: str) -> list[Section]:
-    """Split plain text into one section of blank-line separated paragraphs.
-
-    Args:
-        text: Cleaned text (see ``clean_text``).
-    """
-    paragraphs = tuple(
-        paragraph.strip("\n") for paragraph in _BLANK_LINES.split(text) if paragraph.strip()
-    )
-    return [Section((), paragraphs)] if paragraphs else []
-
-
-def split_markdown(text: str) -> list[Section]:
-    """Split Markdown into sections at ATX headings, and each section into paragraphs.
-
-    A fenced code block is one paragraph, blank lines and ``#`` lines inside it included. Sections
-    without any paragraph (a heading directly followed by another) are left out; their headings
-    still appear in the ``heading_path`` of the sections nested below them.
-
-    Args:
-        text: Cleaned text (see ``clean_text``).
-    """
-    sections: list[Section] = []
-    path: list[tuple[int, str]] = []
-    paragraphs: list[str] = []
-    lines: list[str] = []
-    fence: str | None = None
-
-    def end_paragraph() -> None:
-        if lines:
-            paragraphs.append("\n".join(lines))
-            lines.clear()
-
-    def end_section() -> None:
-        end_paragraph()
-        if paragraphs:
-            sections.append(Section(tuple(title for _, title in path if title), tuple(paragraphs)))
-            paragraphs.clear()
-
-    for line in text.split("\n"):
-        if fence is not None:
-            lines.append(line)
-            closing = _FENCE.match(line)
-            if (
-                closing
-                and line.strip() == closing.group(1)
-                and closing.group(1)[0] == fence[0]
-                and len(closing.group(1)) >= len(fence)
-            ):
-                fence = None
-                end_paragraph()
-            continue
-        opening = _FENCE.match(line)
-        if opening:
-            end_paragraph()
-            fence = opening.group(1)
-            lines.append(line)
-            continue
-        heading = _HEADING.match(line)
-        if heading:
-            end_section()
-            level = len(heading.group(1))
-            while path and path[-1][0] >= level:
-                path.pop()
-            path.append((level, (heading.group(2) or "").strip()))
-            continue
-        if line.strip():
-            lines.append(line)
-        else:
-            end_paragraph()
-    # An unclosed fence runs to the end of the document, as in CommonMark.
-    end_section()
-    return sections
-
-
-# --- chunking ---------------------------------------------------------------------------------
-
-
-def count_words(text: str) -> int:
-    """Return the number of whitespace-separated words in ``text``."""
-    return len(text.split())
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split ``text`` after sentence-ending punctuation followed by whitespace.
-
-    Args:
-        text: One paragraph.
-    """
-    return [sentence for sentence in _SENTENCE_BREAK.split(text.strip()) if sentence]
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """The smallest piece packing moves: a whole paragraph, or a sentence or word run of one."""
-
-    text: str
-    words: int
-    # Part of the same paragraph as the unit before it: joined by a space, not a blank line.
-    continues: bool
-
-
-def _units_of(paragraph: str, policy: ChunkingPolicy) -> list[_Unit]:
-    words = count_words(paragraph)
-    if words <= policy.max_words:
-        return [_Unit(paragraph, words, continues=False)]
-    units: list[_Unit] = []
-    # Runs cut from an overlong sentence leave room for the overlap, as whole sentences would.
-    run_words = policy.max_words - policy.overlap_words
-    for sentence in split_sentences(paragraph):
-        sentence_words = sentence.split()
-        if len(sentence_words) <= policy.max_words:
-            units.append(_Unit(sentence, len(sentence_words), continues=True))
-            continue
-        for start in range(0, len(sentence_words), run_words):
-            run = sentence_words[start : start + run_words]
-            units.append(_Unit(" ".join(run), len(run), continues=True))
-    units[0] = replace(units[0], continues=False)
-    return units
-
-
-def _join(units: Sequence[_Unit]) -> str:
-    parts = [units[0].text]
-    for unit in units[1:]:
-        parts.append(" " if unit.continues else "\n\n")
-        parts.append(unit.text)
-    return "".join(parts)
-
-
-def _overlap(units: Sequence[_Unit], budget: int) -> list[_Unit]:
-    """Return the end of ``units`` to repeat at the start of the next chunk, within ``budget``."""
-    taken: list[_Unit] = []
-    remaining = budget
-    for unit in reversed(units):
-        if remaining <= 0:
-            break
-        if unit.words <= remaining:
-            taken.append(unit)
-            remaining -= unit.words
-            continue
-        # Prefer whole sentences; cut mid-sentence only when nothing else would be repeated.
-        tail: list[str] = []
-        tail_words = 0
-        for sentence in reversed(split_sentences(unit.text)):
-            words = count_words(sentence)
-            if tail_words + words > remaining:
-                break
-            tail.insert(0, sentence)
-            tail_words += words
-        if not tail and not taken:
-            tail = unit.text.split()[-remaining:]
-            tail_words = len(tail)
-        if tail:
-            taken.append(_Unit(" ".join(tail), tail_words, continues=True))
-        break
-    taken.reverse()
-    return taken
-
-
-def pack_paragraphs(paragraphs: Sequence[str], policy: ChunkingPolicy) -> list[str]:
-    """Pack one section's paragraphs into chunk texts of at most ``policy.max_words`` words.
-
-    Paragraphs are kept whole when they fit in a chunk and joined by blank lines; a longer one
-    is cut at sentence boundaries (or, for an overlong sentence, between words).
-
-    Args:
-        paragraphs: The section's paragraphs, in order.
-        policy: The word budget and overlap.
-    """
-    units = [unit for paragraph in paragraphs for unit in _units_of(paragraph, policy)]
-    chunks: list[str] = []
-    current: list[_Unit] = []
-    words = 0
-    for unit in units:
-        if current and words + unit.words > policy.max_words:
-            chunks.append(_join(current))
-            budget = min(policy.overlap_words, policy.max_words - unit.words)
-            current = _overlap(current, budget)
-            words = sum(part.words for part in current)
-        current.append(unit)
-        words += unit.words
-    if current:
-        chunks.append(_join(current))
-    return chunks
+    chunked: DocumentChunked
+    media_type: str
+    replaced: int
 
 
 def sha256_hex(text: str) -> str:
@@ -326,40 +91,39 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def chunk_document(
-    doc_id: str, content: str, content_type: str, policy: ChunkingPolicy
-) -> list[Chunk]:
-    """Parse and chunk one document; positions run from 0 across all its sections.
+# --- reading the documents topic --------------------------------------------------------------
+
+_DOCUMENT_EVENT: TypeAdapter[DocumentUpserted | DocumentDeleted] = TypeAdapter(DocumentEvent)
+
+
+def document_event(
+    key: bytes | None, value: bytes | None, timestamp_ms: int
+) -> DocumentUpserted | DocumentDeleted:
+    """Return the event a ``documents`` record carries.
+
+    A record with a null value is a Kafka tombstone: once compaction runs, it is all that is
+    left of the document on the topic, and it means the document is gone. It carries no tenant,
+    so it deletes the document of the default tenant named by the record's key.
 
     Args:
-        doc_id: The document's id, the prefix of every ``chunk_id``.
-        content: Its text.
-        content_type: How to parse it.
-        policy: The word budget and overlap.
+        key: The record's key, the document id.
+        value: The record's value: an event as JSON, or None for a tombstone.
+        timestamp_ms: The record's timestamp, taken as the time of a tombstone's delete.
 
     Raises:
-        DocumentRejectedError: The document cannot be parsed or holds no text to index.
+        pydantic.ValidationError: The value is not a valid document event (malformed JSON, an
+            unknown kind, a missing field).
+        DocumentRejectedError: A tombstone without a key, which names no document.
     """
-    chunks: list[Chunk] = []
-    for section in parse_sections(content, content_type):
-        for text in pack_paragraphs(section.paragraphs, policy):
-            position = len(chunks)
-            chunks.append(
-                Chunk(
-                    chunk_id=f"{doc_id}#{position}",
-                    doc_id=doc_id,
-                    position=position,
-                    text=text,
-                    heading_path=list(section.heading_path),
-                    content_hash=sha256_hex(text),
-                )
-            )
-    if not chunks:
-        raise DocumentRejectedError("document has no text outside its headings")
-    return chunks
-
-
-# --- events -----------------------------------------------------------------------------------
+    if value is not None:
+        return _DOCUMENT_EVENT.validate_json(value)
+    if not key:
+        raise DocumentRejectedError("a tombstone without a key names no document to delete")
+    return DocumentDeleted(
+        doc_id=key.decode(),
+        tenant=DEFAULT_TENANT,
+        published_at=datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC),
+    )
 
 
 def document_version(offset: int) -> int:
@@ -375,27 +139,142 @@ def document_version(offset: int) -> int:
     return offset + 1
 
 
-def chunk_upsert(event: DocumentUpserted, version: int, policy: ChunkingPolicy) -> DocumentChunked:
+def document_payload(event: DocumentUpserted, limits: IngestLimits) -> str | bytes:
+    """Return the document's content, as text or bytes, within the size limit.
+
+    Args:
+        event: The upsert.
+        limits: The size limit.
+
+    Raises:
+        DocumentRejectedError: Content is in both fields, the base64 is invalid, or the
+            document is larger than ``limits.max_document_bytes``.
+    """
+    if event.content_base64 is not None:
+        if event.content:
+            raise DocumentRejectedError("the upsert carries both content and content_base64")
+        try:
+            # Line breaks are common in base64 (MIME wraps it at 76 characters); nothing else is.
+            compact = "".join(event.content_base64.split())
+            payload: str | bytes = base64.b64decode(compact, validate=True)
+        except binascii.Error as error:
+            raise DocumentRejectedError(f"content_base64 is not valid base64: {error}") from error
+        size = len(payload)
+    else:
+        payload = event.content
+        size = len(payload.encode(errors="surrogatepass"))
+    if size > limits.max_document_bytes:
+        raise DocumentRejectedError(
+            f"document is {size} bytes, over the limit of {limits.max_document_bytes}"
+        )
+    return payload
+
+
+# --- upserts and deletes ----------------------------------------------------------------------
+
+
+def chunk_upsert(
+    event: DocumentUpserted,
+    version: int,
+    counter: TokenCounter,
+    policy: ChunkingPolicy,
+    limits: IngestLimits,
+) -> Ingested:
     """Return the chunks of one version of a document.
 
     Args:
         event: The upsert, as published.
         version: See ``document_version``.
-        policy: The word budget and overlap.
+        counter: The embedding model's token counter.
+        policy: The token budget and overlap.
+        limits: The size and chunk-count limits.
 
     Raises:
-        DocumentRejectedError: The document cannot be parsed or holds no text to index.
+        DocumentRejectedError: The document is too large, of an unsupported type, cannot be
+            parsed, holds no text, or needs too many chunks.
     """
-    return DocumentChunked(
+    payload = document_payload(event, limits)
+    media_type = resolve_media_type(event.content_type, event.filename)
+    parsed = parse_document(payload, media_type)
+    # The event's title wins; a title found in the document stands in for a missing one.
+    title = " ".join(event.title.split()) or parsed.title
+    title = fit_title(title, counter, policy)
+    drafts = chunk_sections(title, parsed.sections, counter, policy, max_chunks=limits.max_chunks)
+    chunked = DocumentChunked(
         doc_id=event.doc_id,
         tenant=event.tenant,
         version=version,
-        title=event.title,
+        title=title,
         source=event.source,
-        doc_hash=sha256_hex(event.content),
-        chunks=chunk_document(event.doc_id, event.content, event.content_type, policy),
+        tags=event.tags,
+        doc_hash=document_hash(title, parsed, event, policy),
+        chunks=identify_chunks(event.doc_id, title, drafts),
         published_at=event.published_at,
     )
+    return Ingested(chunked, media_type, parsed.replaced)
+
+
+def identify_chunks(doc_id: str, title: str, drafts: Sequence[ChunkDraft]) -> list[Chunk]:
+    """Name each chunk by what the model embeds for it.
+
+    ``content_hash`` is the SHA-256 of the chunk's embedding text (title, heading path and
+    text), and ``chunk_id`` is ``<doc_id>#<first 16 hex digits of it>``: a chunk that does not
+    change keeps its id in the next version of the document, wherever it moves, and an edit
+    elsewhere renames nothing else. A repeat of an identical chunk within the document gets
+    ``-2``, ``-3``... appended, in order of appearance.
+
+    Args:
+        doc_id: The document's id.
+        title: The title the chunks are embedded with.
+        drafts: The document's chunks, in order.
+    """
+    seen: Counter[str] = Counter()
+    chunks = []
+    for position, draft in enumerate(drafts):
+        content_hash = sha256_hex(embedding_text(title, draft.heading_path, draft.text))
+        base_id = f"{doc_id}#{content_hash[:16]}"
+        seen[base_id] += 1
+        repeat = seen[base_id]
+        chunks.append(
+            Chunk(
+                chunk_id=base_id if repeat == 1 else f"{base_id}-{repeat}",
+                doc_id=doc_id,
+                position=position,
+                text=draft.text,
+                heading_path=list(draft.heading_path),
+                content_hash=content_hash,
+                token_count=draft.token_count,
+            )
+        )
+    return chunks
+
+
+def document_hash(
+    title: str, parsed: ParsedDocument, event: DocumentUpserted, policy: ChunkingPolicy
+) -> str:
+    """Return the hash of everything a version puts into the index.
+
+    It covers the title and the parsed, normalised text (so the same document published again,
+    in whatever encoding or content type that parses the same, hashes the same), the source and
+    tags stored beside the chunks, and the chunking budget (which decides how the text is cut):
+    two versions with equal hashes index identically.
+
+    Args:
+        title: The title as embedded.
+        parsed: The parsed document.
+        event: The upsert, for its source and tags.
+        policy: The chunking budget.
+    """
+    canonical = {
+        "title": title,
+        "source": event.source,
+        "tags": event.tags,
+        "chunking": [policy.max_tokens, policy.overlap_tokens],
+        "sections": [
+            [list(section.heading_path), list(section.paragraphs)] for section in parsed.sections
+        ],
+    }
+    return sha256_hex(json.dumps(canonical, ensure_ascii=False, separators=(",", ":")))
 
 
 def chunk_deletion(event: DocumentDeleted, version: int) -> DocumentChunked:
@@ -405,7 +284,7 @@ def chunk_deletion(event: DocumentDeleted, version: int) -> DocumentChunked:
     by) an upsert of the same document that is still on its way to the index.
 
     Args:
-        event: The delete, as published.
+        event: The delete, as published (or read from a tombstone).
         version: See ``document_version``.
     """
     return DocumentChunked(
@@ -416,6 +295,9 @@ def chunk_deletion(event: DocumentDeleted, version: int) -> DocumentChunked:
         chunks=[],
         published_at=event.published_at,
     )
+
+
+# --- statuses ---------------------------------------------------------------------------------
 
 
 def chunked_status(chunked: DocumentChunked) -> DocumentStatus:
@@ -430,6 +312,7 @@ def chunked_status(chunked: DocumentChunked) -> DocumentStatus:
         stage="chunked",
         version=chunked.version,
         chunk_count=len(chunked.chunks),
+        doc_hash=chunked.doc_hash,
         published_at=chunked.published_at,
     )
 

@@ -9,25 +9,25 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from ragstream_common.events import DocumentDeleted, DocumentEvent, DocumentUpserted
+from ragstream_common.events import DocumentDeleted, DocumentUpserted
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import PoisonMessageError, consumer_options, publish_event
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, DOCUMENTS
+from ragstream_ingestor.chunking import ChunkingPolicy, TokenCounter
 from ragstream_ingestor.domain import (
-    ChunkingPolicy,
     DocumentRejectedError,
+    IngestLimits,
     chunk_deletion,
     chunk_upsert,
     chunked_status,
+    document_event,
     document_version,
     failed_status,
 )
 from ragstream_ingestor.settings import IngestorSettings
 
-__all__ = ["CONSUMER_GROUP", "Dependencies", "build_router"]
-
-CONSUMER_GROUP = "ingestor"
+__all__ = ["Dependencies", "build_router"]
 
 _log = get_logger(__name__)
 
@@ -39,16 +39,19 @@ class Dependencies:
     settings: IngestorSettings
     metrics: ServiceMetrics
     broker: KafkaBroker
+    token_counter: TokenCounter
 
 
 def build_router(deps: Dependencies) -> KafkaRouter:
     """Return the router holding the ``documents`` subscriber.
 
     Args:
-        deps: The settings, metrics and broker the handler uses.
+        deps: The settings, metrics, broker and token counter the handler uses.
     """
     router = KafkaRouter()
-    policy = ChunkingPolicy(deps.settings.chunk_max_words, deps.settings.chunk_overlap_words)
+    settings = deps.settings
+    policy = ChunkingPolicy(settings.chunk_max_tokens, settings.chunk_overlap_tokens)
+    limits = IngestLimits(settings.max_document_bytes, settings.max_chunks_per_document)
     chunks_produced = deps.metrics.counter(
         "chunks_produced_total", "Chunks the ingestor cut from documents."
     )
@@ -57,34 +60,51 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         "Document events the ingestor handled, by outcome (chunked, deleted, rejected).",
         ["outcome"],
     )
+    replacements = deps.metrics.counter(
+        "decoding_replacements_total",
+        "Invalid byte sequences replaced with U+FFFD while decoding documents.",
+    )
     service = deps.metrics.service
 
-    @router.subscriber(DOCUMENTS, **consumer_options(deps.settings, CONSUMER_GROUP))
-    async def on_document(event: DocumentEvent, message: KafkaMessage) -> None:
-        """Chunk an upserted document, or turn a delete into a version without chunks."""
+    # The body is decoded here rather than by FastStream: a tombstone (a record whose value is
+    # null) is a delete, and must not be dead-lettered as an invalid event.
+    @router.subscriber(DOCUMENTS, **consumer_options(settings, settings.consumer_group))
+    async def on_document(message: KafkaMessage) -> None:
+        """Chunk an upserted document, or turn a delete (or tombstone) into an empty version."""
         record = message.raw_message
         if isinstance(record, tuple):  # pragma: no cover - this subscriber is not a batch one
             raise TypeError("the documents subscriber expects one record at a time")
         version = document_version(record.offset)
+        try:
+            event = document_event(record.key, record.value, record.timestamp)
+        except DocumentRejectedError as error:
+            raise PoisonMessageError(str(error)) from error
 
         if isinstance(event, DocumentDeleted):
-            deletion = chunk_deletion(event, version)
-            await publish_event(
-                deps.broker, deletion, topic=CHUNKS, key=event.doc_id, metrics=deps.metrics
-            )
+            await _delete(deps, event, version, tombstone=record.value is None)
             documents_handled.labels(service, "deleted").inc()
-            _log.info("document_deleted", doc_id=event.doc_id, version=version)
             return
 
         try:
             with deps.metrics.time_stage("chunk"):
-                # Chunking a large document is CPU work; keep the event loop free meanwhile.
-                chunked = await asyncio.to_thread(chunk_upsert, event, version, policy)
+                # Parsing and chunking a large document is CPU work; keep the event loop free.
+                ingested = await asyncio.to_thread(
+                    chunk_upsert, event, version, deps.token_counter, policy, limits
+                )
         except DocumentRejectedError as error:
             await _reject(deps, event, version, str(error))
             documents_handled.labels(service, "rejected").inc()
             raise PoisonMessageError(str(error)) from error
 
+        chunked = ingested.chunked
+        if ingested.replaced:
+            replacements.labels(service).inc(ingested.replaced)
+            _log.warning(
+                "invalid_bytes_replaced",
+                doc_id=event.doc_id,
+                version=version,
+                replaced=ingested.replaced,
+            )
         try:
             await publish_event(
                 deps.broker, chunked, topic=CHUNKS, key=event.doc_id, metrics=deps.metrics
@@ -108,10 +128,32 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             "document_chunked",
             doc_id=event.doc_id,
             version=version,
+            media_type=ingested.media_type,
             chunk_count=len(chunked.chunks),
+            doc_hash=chunked.doc_hash,
         )
 
     return router
+
+
+async def _delete(
+    deps: Dependencies, event: DocumentDeleted, version: int, *, tombstone: bool
+) -> None:
+    # No status here: the retriever reports `deleted` once the chunks have left the index.
+    await publish_event(
+        deps.broker,
+        chunk_deletion(event, version),
+        topic=CHUNKS,
+        key=event.doc_id,
+        metrics=deps.metrics,
+    )
+    _log.info(
+        "document_deleted",
+        doc_id=event.doc_id,
+        tenant=event.tenant,
+        version=version,
+        tombstone=tombstone,
+    )
 
 
 async def _reject(deps: Dependencies, event: DocumentUpserted, version: int, reason: str) -> None:

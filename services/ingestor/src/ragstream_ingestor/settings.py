@@ -12,20 +12,28 @@ __all__ = ["IngestorSettings"]
 
 
 class IngestorSettings(ServiceSettings):
-    """Broker settings plus the chunking budget.
+    """Broker settings plus the chunking budget and the per-document limits.
 
-    The budget is in whitespace-separated words for now; every chunk stays within
-    ``chunk_max_words`` including the overlap it repeats from the chunk before it.
+    The budget is in the embedding model's word pieces and counts everything the embedder
+    embeds for a chunk (title, heading path, text, special tokens); every chunk stays within
+    ``chunk_max_tokens``, the overlap it repeats from the chunk before it included.
     """
 
     service_name: str = "ingestor"
     http_port: int = 8101
-    chunk_max_words: int = Field(default=150, ge=8)
-    chunk_overlap_words: int = Field(default=30, ge=0)
+    consumer_group: str = "ingestor"
+    # all-MiniLM-L6-v2 reads at most 256 word pieces and silently drops the rest; the app
+    # refuses to start with a budget above the model's limit.
+    chunk_max_tokens: int = Field(default=256, ge=32)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    max_document_bytes: int = Field(default=5_000_000, ge=1)
+    # One version travels as one Kafka message of at most 8 MiB, and a chunk with its
+    # 384-dimension vector costs about 9 KB downstream.
+    max_chunks_per_document: int = Field(default=500, ge=1)
 
     @model_validator(mode="after")
     def _overlap_leaves_room(self) -> Self:
-        # An overlap as large as the budget would leave no room for new text in a chunk.
-        if self.chunk_overlap_words >= self.chunk_max_words:
-            raise ValueError("chunk_overlap_words must be smaller than chunk_max_words")
+        # An overlap near the budget would leave little room for new text in a chunk.
+        if self.chunk_overlap_tokens >= self.chunk_max_tokens // 2:
+            raise ValueError("chunk_overlap_tokens must be below half of chunk_max_tokens")
         return self
