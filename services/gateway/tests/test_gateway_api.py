@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from ragstream_common.events import AnswerCompleted, Citation, DocumentStatus, QueryRequested
+from ragstream_common.events import (
+    AnswerCompleted,
+    Citation,
+    DocumentStage,
+    DocumentStatus,
+    QueryRequested,
+)
 from ragstream_common.messaging import publish_event
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES
 from ragstream_gateway.api import Gateway
@@ -290,13 +299,96 @@ class TestDocuments:
             assert response.status_code == 413
             assert "exceeds" in response.json()["detail"]
 
+    async def test_base64_document_is_published_as_bytes(self) -> None:
+        """content_base64 and filename travel on the upsert, with a generic default type."""
+        encoded = base64.b64encode(b"%PDF-1.7 fake").decode()
+        async with running() as h:
+            response = await h.client.post(
+                "/v1/documents",
+                json={"doc_id": "r.pdf", "content_base64": encoded, "filename": "r.pdf"},
+            )
+            assert response.status_code == 202, response.text
+            (published,) = h.recorded.of(DOCUMENTS)
+            body = published["body"]
+            assert (body["content"], body["content_base64"], body["filename"]) == (
+                "",
+                encoded,
+                "r.pdf",
+            )
+            assert body["content_type"] == "application/octet-stream"
+
+    async def test_size_limit_applies_to_decoded_bytes(self) -> None:
+        """Base64 is measured decoded: 10 bytes pass a 10-byte limit, 11 bytes are a 413."""
+        async with running(max_document_bytes=10) as h:
+            fits = base64.b64encode(b"x" * 10).decode()
+            too_big = base64.b64encode(b"x" * 11).decode()
+            ok = await h.client.post("/v1/documents", json={"content_base64": fits})
+            refused = await h.client.post("/v1/documents", json={"content_base64": too_big})
+            assert ok.status_code == 202, ok.text
+            assert refused.status_code == 413
+            assert refused.json()["detail"] == "content is 11 bytes; the limit is 10 bytes"
+            assert len(h.recorded.of(DOCUMENTS)) == 1
+
+    @pytest.mark.parametrize(
+        ("payload", "message"),
+        [
+            ({"content_base64": "not base64!"}, "content_base64 is not valid base64"),
+            ({"content": "x", "content_base64": "eA=="}, "both were given"),
+            ({"content": " ", "content_base64": ""}, "neither was given"),
+        ],
+    )
+    async def test_content_rules_are_422_with_a_message(
+        self, payload: dict[str, Any], message: str
+    ) -> None:
+        """Invalid base64, or not exactly one of content and content_base64, is a 422."""
+        async with running() as h:
+            response = await h.client.post("/v1/documents", json=payload)
+            assert response.status_code == 422
+            assert message in response.json()["detail"]
+            assert h.recorded.of(DOCUMENTS) == []
+
+    async def test_received_names_the_version_of_the_upload(self) -> None:
+        """With Kafka's acknowledgement at offset 41, the upload shows as received version 42."""
+        stored = RecordMetadata(
+            topic=DOCUMENTS,
+            partition=2,
+            topic_partition=TopicPartition(DOCUMENTS, 2),
+            offset=41,
+            timestamp=0,
+            timestamp_type=0,
+            log_start_offset=0,
+        )
+        async with running() as h:
+            h.broker.publish = AsyncMock(return_value=stored)  # type: ignore[method-assign]
+            await h.client.post("/v1/documents", json={"doc_id": "v", "content": "x"})
+            body = (await h.client.get("/v1/documents/v")).json()
+            assert (body["stage"], body["version"]) == ("received", 42)
+            upsert, received = (call.args[0] for call in h.broker.publish.await_args_list)
+            assert (received.stage, received.version) == ("received", 42)
+            assert received.occurred_at == upsert.occurred_at
+            assert body["timestamps"] == {"received": body["updated_at"]}
+
+    async def test_path_like_doc_ids_round_trip(self) -> None:
+        """A doc id with slashes and spaces is accepted, and its status URL serves it."""
+        async with running() as h:
+            response = await h.client.post(
+                "/v1/documents", json={"doc_id": "guides/set up.md", "content": "x"}
+            )
+            assert response.status_code == 202, response.text
+            url = response.json()["status_url"]
+            assert url == "/v1/documents/guides/set%20up.md"
+            assert (await h.client.get(url)).json()["doc_id"] == "guides/set up.md"
+            encoded = await h.client.get("/v1/documents/guides%2Fset%20up.md")
+            assert encoded.json()["doc_id"] == "guides/set up.md"
+
     @pytest.mark.parametrize(
         ("payload", "field_name"),
         [
             ({"content": ""}, "content"),
             ({"content": "   "}, "content"),
             ({"title": "no content"}, "content"),
-            ({"content": "x", "doc_id": "a/b"}, "doc_id"),
+            ({"content": "x", "doc_id": " padded"}, "doc_id"),
+            ({"content": "x", "filename": "f" * 1001}, "filename"),
         ],
     )
     async def test_invalid_documents_are_422_with_a_message(
@@ -325,12 +417,20 @@ class TestDocuments:
             assert "never-seen" in response.json()["detail"]
 
     async def test_status_event_from_the_pipeline_is_served(self) -> None:
-        """A status event on document-status updates what GET returns, per tenant."""
+        """Status events on document-status update what GET returns, per tenant."""
         async with running() as h:
-            event = DocumentStatus(
-                doc_id="d2", tenant="acme", stage="indexed", version=3, chunk_count=9
-            )
-            await publish_event(h.broker, event, topic=DOCUMENT_STATUS, key="d2")
+            stages: tuple[DocumentStage, ...] = ("chunked", "indexed")
+            for stage in stages:
+                event = DocumentStatus(
+                    doc_id="d2",
+                    tenant="acme",
+                    stage=stage,
+                    version=3,
+                    chunk_count=9,
+                    doc_hash="abc",
+                    occurred_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                )
+                await publish_event(h.broker, event, topic=DOCUMENT_STATUS, key="d2")
             response = await h.client.get("/v1/documents/d2", params={"tenant": "acme"})
             assert response.status_code == 200
             body = response.json()
@@ -340,6 +440,11 @@ class TestDocuments:
                 3,
                 9,
             )
+            assert body["doc_hash"] == "abc"
+            assert body["timestamps"] == {
+                "chunked": "2026-01-02T03:04:05Z",
+                "indexed": "2026-01-02T03:04:05Z",
+            }
             assert (await h.client.get("/v1/documents/d2")).status_code == 404
 
     async def test_unreadable_status_event_is_skipped(self) -> None:

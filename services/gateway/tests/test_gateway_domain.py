@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,14 +18,30 @@ from ragstream_gateway.domain import (
     accept_correlation_id,
     answer_to_response,
     content_size,
+    decoded_base64_size,
     status_url,
+    upload_version,
 )
 
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
-def _status(stage: str, version: int | None = None, **fields: object) -> DocumentStatus:
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def _status(
+    stage: str, version: int | None = None, at: float | None = None, **fields: object
+) -> DocumentStatus:
+    if at is not None:
+        fields["occurred_at"] = _at(at)
     return DocumentStatus.model_validate(
         {"doc_id": "doc-1", "stage": stage, "version": version, **fields}
     )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _answer(query_id: str = "q1", **fields: object) -> AnswerCompleted:
@@ -44,22 +61,34 @@ def _answer(query_id: str = "q1", **fields: object) -> AnswerCompleted:
 
 class TestDocumentIn:
     def test_defaults_match_the_api(self) -> None:
-        """Only content is required; the rest defaults to the documented values."""
+        """Only the content is required; the rest defaults to the documented values."""
         document = DocumentIn(content="hello")
-        assert (document.doc_id, document.title, document.content_type) == (None, "", "text/plain")
+        assert (document.doc_id, document.title, document.resolved_content_type) == (
+            None,
+            "",
+            "text/plain",
+        )
+        assert (document.content_base64, document.filename) == (None, None)
         assert (document.source, document.tags, document.tenant) == ("", [], "default")
 
     @pytest.mark.parametrize("content", ["", "   \n\t"])
     def test_blank_content_is_refused(self, content: str) -> None:
-        """Empty or whitespace-only content is a validation error naming the field."""
-        with pytest.raises(ValidationError, match="content"):
+        """Empty or whitespace-only text, with no bytes instead, is an error naming content."""
+        with pytest.raises(ValidationError, match="exactly one of content"):
             DocumentIn(content=content)
 
-    @pytest.mark.parametrize("doc_id", ["a/b", "with space", "", "x" * 257])
-    def test_doc_ids_that_break_urls_are_refused(self, doc_id: str) -> None:
-        """A doc id must fit in one URL path segment."""
+    @pytest.mark.parametrize(
+        "doc_id", ["", "x" * 257, " leading", "trailing ", "new\nline", "tab\there", "bell\x07"]
+    )
+    def test_unaddressable_doc_ids_are_refused(self, doc_id: str) -> None:
+        """A doc id is 1..256 characters, without control characters or surrounding spaces."""
         with pytest.raises(ValidationError):
             DocumentIn(doc_id=doc_id, content="x")
+
+    @pytest.mark.parametrize("doc_id", ["guides/setup.md", "My Notes.md", "a?b#c", "x" * 256])
+    def test_path_like_doc_ids_are_accepted(self, doc_id: str) -> None:
+        """Ids that are file paths, with slashes and inner spaces, are valid."""
+        assert DocumentIn(doc_id=doc_id, content="x").doc_id == doc_id
 
     def test_unknown_fields_are_refused(self) -> None:
         """A misspelt field is an error rather than silently dropped."""
@@ -71,11 +100,62 @@ class TestDocumentIn:
         with pytest.raises(ValidationError):
             DocumentIn(content="x", tenant="no spaces please")
 
+    def test_bytes_default_to_a_generic_type_and_count_decoded(self) -> None:
+        """Base64 content defaults to application/octet-stream and is measured decoded."""
+        document = DocumentIn(content_base64=_b64(b"%PDF-1.7 body"), filename="a.pdf")
+        assert document.resolved_content_type == "application/octet-stream"
+        assert document.content_bytes() == len(b"%PDF-1.7 body")
+        assert document.filename == "a.pdf"
+
+    def test_wrapped_base64_is_unwrapped(self) -> None:
+        """Line breaks of wrapped base64 (as base64(1) writes it) are dropped, not refused."""
+        encoded = _b64(bytes(range(120)))
+        wrapped = encoded[:76] + "\n" + encoded[76:] + "\n"
+        assert DocumentIn(content_base64=wrapped).content_base64 == encoded
+
+    @pytest.mark.parametrize("encoded", ["not base64!", "abc", "YWJj=", "YW-_"])
+    def test_invalid_base64_is_refused(self, encoded: str) -> None:
+        """Anything but strict standard base64 is an error naming content_base64."""
+        with pytest.raises(ValidationError, match="content_base64 is not valid base64"):
+            DocumentIn(content_base64=encoded)
+
+    def test_text_and_bytes_together_are_refused(self) -> None:
+        """A document is either text or bytes, so sending both is an error."""
+        with pytest.raises(ValidationError, match="both were given"):
+            DocumentIn(content="text", content_base64=_b64(b"bytes"))
+
+    def test_empty_bytes_count_as_no_content(self) -> None:
+        """An empty content_base64 without text is refused like a blank document."""
+        with pytest.raises(ValidationError, match="neither was given"):
+            DocumentIn(content_base64="")
+
+    def test_empty_bytes_beside_text_are_dropped(self) -> None:
+        """An empty content_base64 next to text is published as no bytes at all."""
+        assert DocumentIn(content="text", content_base64="").content_base64 is None
+
+    def test_explicit_content_type_is_kept(self) -> None:
+        """A content type given by the client wins over the defaults."""
+        document = DocumentIn(content_base64=_b64(b"x"), content_type="application/pdf")
+        assert document.resolved_content_type == "application/pdf"
+
 
 class TestContentSize:
     def test_counts_utf8_bytes_not_characters(self) -> None:
         """The document limit is in bytes, so multi-byte characters count fully."""
         assert content_size("héllo") == 6
+
+
+class TestDecodedBase64Size:
+    @pytest.mark.parametrize("size", range(8))
+    def test_matches_the_decoded_length(self, size: int) -> None:
+        """The size computed from the encoding equals the length of the decoded bytes."""
+        assert decoded_base64_size(_b64(b"\xff" * size)) == size
+
+
+class TestUploadVersion:
+    def test_is_the_offset_plus_one(self) -> None:
+        """The first record of a partition is version 1, as the ingestor numbers it."""
+        assert (upload_version(0), upload_version(41)) == (1, 42)
 
 
 class TestStatusUrl:
@@ -87,6 +167,10 @@ class TestStatusUrl:
         """A non-default tenant is a query parameter and the id is percent-encoded."""
         assert status_url("a:b%", "acme") == "/v1/documents/a%3Ab%25?tenant=acme"
 
+    def test_slashes_stay_readable(self) -> None:
+        """A path-like id keeps its slashes, which the status route accepts."""
+        assert status_url("guides/set up.md") == "/v1/documents/guides/set%20up.md"
+
 
 class TestStatusBook:
     def test_unknown_document_is_none(self) -> None:
@@ -96,34 +180,160 @@ class TestStatusBook:
     def test_latest_stage_wins_and_indexed_follows_stage(self) -> None:
         """Stages replace each other in order; indexed is true only at stage indexed."""
         book = StatusBook()
-        book.apply(_status("received"))
-        book.apply(_status("chunked", 1))
+        book.apply(_status("received", at=0))
+        book.apply(_status("chunked", 1, at=1))
         view = book.get("default", "doc-1")
         assert view is not None
         assert (view.stage, view.indexed, view.version) == ("chunked", False, 1)
-        book.apply(_status("indexed", 1, chunk_count=4))
+        book.apply(_status("indexed", 1, at=2, chunk_count=4))
         view = book.get("default", "doc-1")
         assert view is not None
         assert (view.stage, view.indexed, view.chunk_count) == ("indexed", True, 4)
 
+    def test_each_stage_of_the_version_is_timestamped(self) -> None:
+        """The view keeps when the current version reached every stage, from occurred_at."""
+        book = StatusBook()
+        for at, stage in enumerate(("received", "chunked", "embedded", "indexed")):
+            book.apply(_status(stage, 3, at=at, chunk_count=2 if at else None))
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert view.timestamps == {
+            "received": _at(0),
+            "chunked": _at(1),
+            "embedded": _at(2),
+            "indexed": _at(3),
+        }
+        assert (view.updated_at, view.chunk_count) == (_at(3), 2)
+
+    def test_a_new_version_starts_its_own_timestamps(self) -> None:
+        """Stages of a replaced version do not show among the new version's timestamps."""
+        book = StatusBook()
+        book.apply(_status("chunked", 1, at=0))
+        book.apply(_status("indexed", 1, at=1, chunk_count=5))
+        book.apply(_status("chunked", 2, at=2, chunk_count=1))
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.version, view.chunk_count) == ("chunked", 2, 1)
+        assert view.timestamps == {"chunked": _at(2)}
+
     def test_older_version_does_not_overwrite_newer(self) -> None:
         """A late event about version 1 leaves version 2's stage in place."""
         book = StatusBook()
-        book.apply(_status("chunked", 2))
-        assert book.apply(_status("indexed", 1)) is False
+        book.apply(_status("chunked", 2, at=1))
+        assert book.apply(_status("indexed", 1, at=2)) is False
         view = book.get("default", "doc-1")
         assert view is not None
         assert (view.stage, view.version, view.indexed) == ("chunked", 2, False)
 
-    def test_versionless_event_keeps_the_version_floor(self) -> None:
-        """After a new upload ("received", no version), version 1's stale events still lose."""
+    def test_stage_never_goes_back_within_a_version(self) -> None:
+        """A redelivered earlier stage of the same version leaves the later stage in place."""
         book = StatusBook()
-        book.apply(_status("indexed", 2))
-        book.apply(_status("received"))
-        assert book.apply(_status("chunked", 1)) is False
+        book.apply(_status("chunked", 1, at=0))
+        book.apply(_status("indexed", 1, at=1))
+        assert book.apply(_status("chunked", 1, at=5)) is False
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.timestamps["chunked"], view.updated_at) == (
+            "indexed",
+            _at(0),
+            _at(1),
+        )
+
+    def test_received_racing_the_ingestor_only_adds_its_time(self) -> None:
+        """A "received" read after "chunked" of the same version keeps the stage chunked and
+        takes its place first among the timestamps."""
+        book = StatusBook()
+        book.apply(_status("chunked", 4, at=1))
+        assert book.apply(_status("received", 4, at=0)) is False
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert view.stage == "chunked"
+        assert list(view.timestamps.items()) == [("received", _at(0)), ("chunked", _at(1))]
+
+    def test_reupload_after_indexed_shows_received_again(self) -> None:
+        """A version-less "received" newer than "indexed" announces a re-upload and shows it."""
+        book = StatusBook()
+        book.apply(_status("indexed", 2, at=1, chunk_count=3, doc_hash="h2"))
+        assert book.apply(_status("received", at=2)) is True
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.indexed, view.version, view.chunk_count, view.doc_hash) == (
+            "received",
+            False,
+            None,
+            None,
+            None,
+        )
+        assert view.timestamps == {"received": _at(2)}
+
+    def test_replaced_versions_events_do_not_displace_a_reupload(self) -> None:
+        """After a re-upload is announced, older events about the replaced version lose."""
+        book = StatusBook()
+        book.apply(_status("indexed", 2, at=1))
+        book.apply(_status("received", at=3))
+        assert book.apply(_status("chunked", 1, at=4)) is False
+        assert book.apply(_status("indexed", 2, at=2)) is False
         view = book.get("default", "doc-1")
         assert view is not None
         assert view.stage == "received"
+
+    def test_reuploads_version_keeps_its_received_time(self) -> None:
+        """The first event naming the re-upload's version keeps the announced received time."""
+        book = StatusBook()
+        book.apply(_status("indexed", 2, at=1))
+        book.apply(_status("received", at=3))
+        assert book.apply(_status("chunked", 3, at=4, chunk_count=2)) is True
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.version) == ("chunked", 3)
+        assert view.timestamps == {"received": _at(3), "chunked": _at(4)}
+
+    def test_versionless_received_older_than_the_state_is_ignored(self) -> None:
+        """A "received" that happened before the latest applied event does not roll it back."""
+        book = StatusBook()
+        book.apply(_status("chunked", 1, at=5))
+        assert book.apply(_status("received", at=4)) is False
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.version) == ("chunked", 1)
+
+    def test_versioned_received_of_a_newer_upload_applies(self) -> None:
+        """A "received" naming a newer version replaces the indexed older one at once."""
+        book = StatusBook()
+        book.apply(_status("indexed", 1, at=1))
+        assert book.apply(_status("received", 7, at=2)) is True
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.version, view.timestamps) == ("received", 7, {"received": _at(2)})
+
+    def test_unchanged_content_is_an_ordinary_indexed(self) -> None:
+        """An "indexed" for a version whose hash did not change reports that version indexed."""
+        book = StatusBook()
+        book.apply(_status("indexed", 1, at=0, chunk_count=3, doc_hash="h"))
+        book.apply(_status("chunked", 2, at=1, chunk_count=3, doc_hash="h"))
+        book.apply(_status("indexed", 2, at=2, chunk_count=3, doc_hash="h"))
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.indexed, view.version, view.doc_hash, view.chunk_count) == (
+            "indexed",
+            True,
+            2,
+            "h",
+            3,
+        )
+
+    def test_failure_reports_its_reason(self) -> None:
+        """A failed version shows the reason it failed."""
+        book = StatusBook()
+        book.apply(_status("received", 1, at=0))
+        book.apply(_status("failed", 1, at=1, reason="not a PDF"))
+        view = book.get("default", "doc-1")
+        assert view is not None
+        assert (view.stage, view.reason, set(view.timestamps)) == (
+            "failed",
+            "not a PDF",
+            {"received", "failed"},
+        )
 
     def test_tenants_are_kept_apart(self) -> None:
         """The same doc id in two tenants is two documents."""

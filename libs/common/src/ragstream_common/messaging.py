@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -112,8 +113,11 @@ async def publish_event(
     key: str,
     metrics: ServiceMetrics | None = None,
     correlation_id: str | None = None,
-) -> None:
+) -> RecordMetadata | None:
     """Publish ``event`` as JSON, keyed, carrying the current correlation id in its headers.
+
+    Returns the record's partition and offset once Kafka has acknowledged it (an upsert's offset
+    is its document version, less one); FastStream's in-memory test broker returns None.
 
     Args:
         broker: The connected broker.
@@ -123,7 +127,7 @@ async def publish_event(
         metrics: Counts the publication when given.
         correlation_id: Overrides the id of the message or request being handled.
     """
-    await broker.publish(
+    metadata = await broker.publish(
         event,
         topic=topic,
         key=key.encode(),
@@ -132,6 +136,7 @@ async def publish_event(
     )
     if metrics is not None:
         metrics.events_published.labels(metrics.service, topic).inc()
+    return metadata if isinstance(metadata, RecordMetadata) else None
 
 
 async def dead_letter(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -40,8 +41,8 @@ from ragstream_gateway.domain import (
     QueryIn,
     StatusBook,
     answer_to_response,
-    content_size,
     status_url,
+    upload_version,
 )
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
@@ -91,8 +92,10 @@ class Gateway:
 
     async def publish(
         self, event: Event, *, topic: str, key: str, correlation_id: str | None, max_wait_s: float
-    ) -> None:
+    ) -> RecordMetadata | None:
         """Publish ``event``, turning Kafka trouble into the HTTP error it means for the client.
+
+        Returns where Kafka stored it (None under the in-memory test broker).
 
         Args:
             event: The event.
@@ -103,7 +106,7 @@ class Gateway:
         """
         try:
             async with asyncio.timeout(max_wait_s):
-                await publish_event(
+                return await publish_event(
                     self.broker,
                     event,
                     topic=topic,
@@ -137,7 +140,9 @@ def _correlation_id(request: Request) -> str:
 
 
 GatewayDep = Annotated[Gateway, Depends(_gateway)]
-DocIdPath = Annotated[str, Path(pattern=DOC_ID_PATTERN, description="The document id.")]
+DocIdPath = Annotated[
+    str, Path(pattern=DOC_ID_PATTERN, description="The document id; it may contain '/'.")
+]
 TenantQuery = Annotated[str, Query(pattern=TENANT_PATTERN, description="The document's tenant.")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -159,7 +164,7 @@ async def upsert_document(
     document: DocumentIn, request: Request, gateway: GatewayDep
 ) -> DocumentAccepted:
     """Accept a document for indexing; follow its progress at ``status_url``."""
-    size = content_size(document.content)
+    size = document.content_bytes()
     limit = gateway.settings.max_document_bytes
     if size > limit:
         raise ApiError(
@@ -174,14 +179,26 @@ async def upsert_document(
         tenant=document.tenant,
         title=document.title,
         content=document.content,
-        content_type=document.content_type,
+        content_base64=document.content_base64,
+        content_type=document.resolved_content_type,
+        filename=document.filename,
         source=document.source,
         tags=document.tags,
     )
-    await gateway.publish(
+    stored = await gateway.publish(
         upserted, topic=DOCUMENTS, key=doc_id, correlation_id=correlation_id, max_wait_s=max_wait_s
     )
-    received = DocumentStatus(doc_id=doc_id, tenant=document.tenant, stage="received")
+    # Named with the version the ingestor will give this upload, so that the view can tell it
+    # from events about the version it replaces; stamped with the upload's time, which precedes
+    # every later stage of it.
+    received = DocumentStatus(
+        doc_id=doc_id,
+        tenant=document.tenant,
+        stage="received",
+        version=upload_version(stored.offset) if stored is not None else None,
+        occurred_at=upserted.occurred_at,
+        published_at=upserted.published_at,
+    )
     # Read-your-writes on this replica: the view need not wait for the topic round trip.
     gateway.statuses.apply(received)
     # Keyed like the documents topic, so the stages of one document share a partition and order.
@@ -192,14 +209,20 @@ async def upsert_document(
         correlation_id=correlation_id,
         max_wait_s=max_wait_s,
     )
-    _log.info("document_received", doc_id=doc_id, tenant=document.tenant, bytes=size)
+    _log.info(
+        "document_received",
+        doc_id=doc_id,
+        tenant=document.tenant,
+        bytes=size,
+        version=received.version,
+    )
     return DocumentAccepted(
         doc_id=doc_id, status="received", status_url=status_url(doc_id, document.tenant)
     )
 
 
 @router.get(
-    "/documents/{doc_id}",
+    "/documents/{doc_id:path}",
     response_model=DocumentStatusView,
     responses={
         404: {"model": ErrorBody, "description": "No such document."},
@@ -225,7 +248,7 @@ async def document_status(
 
 
 @router.delete(
-    "/documents/{doc_id}",
+    "/documents/{doc_id:path}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DocumentAccepted,
     responses=_ERRORS,

@@ -6,13 +6,14 @@ Nothing here touches Kafka or HTTP; ``app.py`` and ``handlers.py`` call into it.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragstream_common.events import AnswerCompleted, DocumentStage, DocumentStatus
 
@@ -32,13 +33,17 @@ __all__ = [
     "accept_correlation_id",
     "answer_to_response",
     "content_size",
+    "decoded_base64_size",
     "status_url",
+    "upload_version",
 ]
 
 # Tenants become Weaviate tenant names downstream, which allow letters, digits, '_' and '-' only.
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-# A document id travels in a URL path segment (the status URL), so no '/', '?', '#' or spaces.
-DOC_ID_PATTERN = r"^[^\s/?#]{1,256}$"
+# A document id is any 1..256 characters without control characters or surrounding spaces: ids
+# are often paths ("guides/setup.md", what ``ragstream ingest`` uses), so the status route takes
+# the rest of the URL path and the id may hold '/'; other URL characters travel percent-encoded.
+DOC_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,254}[^\s\x00-\x1f\x7f])?$"
 DEFAULT_TENANT = "default"
 MAX_QUERY_CHARS = 2000
 
@@ -50,7 +55,7 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class DocumentIn(BaseModel):
-    """A document to add or replace (``POST /v1/documents``)."""
+    """A document to add or replace (``POST /v1/documents``): text in ``content``, or bytes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,18 +65,65 @@ class DocumentIn(BaseModel):
         description="Your id for the document; a fresh one is generated when absent.",
     )
     title: str = Field(default="", max_length=1_000)
-    content: str = Field(description="The document's text (or Markdown, HTML, JSON).")
-    content_type: str = Field(default="text/plain", min_length=1, max_length=200)
+    content: str = Field(default="", description="The document's text (or Markdown, HTML, JSON).")
+    content_base64: str | None = Field(
+        default=None,
+        description="The document's bytes (a PDF, text in another encoding), base64-encoded; "
+        "line breaks are allowed. Send this or content, not both.",
+    )
+    content_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Decides the parser. Default: text/plain for content, and for bytes "
+        "application/octet-stream, which lets the filename's extension decide.",
+    )
+    filename: str | None = Field(
+        default=None, max_length=1_000, description="The original file name, if any."
+    )
     source: str = Field(default="", max_length=2_000, description="Where the document came from.")
     tags: list[str] = Field(default_factory=list, max_length=100)
     tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
 
-    @field_validator("content")
+    @field_validator("content_base64")
     @classmethod
-    def _content_not_blank(cls, content: str) -> str:
-        if not content.strip():
-            raise ValueError("content must not be empty")
-        return content
+    def _strict_base64(cls, encoded: str | None) -> str | None:
+        if encoded is None:
+            return None
+        # Tools such as base64(1) wrap their output at 76 columns; the wrapping is not data.
+        compact = "".join(encoded.split())
+        # strict_mode still lets a stray trailing '=' through, so the length is checked too.
+        if len(compact) % 4:
+            raise ValueError("content_base64 is not valid base64 (length not a multiple of 4)")
+        try:
+            binascii.a2b_base64(compact, strict_mode=True)
+        except binascii.Error as error:
+            raise ValueError(f"content_base64 is not valid base64 ({error})") from None
+        return compact or None
+
+    @model_validator(mode="after")
+    def _exactly_one_content(self) -> Self:
+        has_text = bool(self.content.strip())
+        has_bytes = bool(self.content_base64)
+        if has_text == has_bytes:
+            raise ValueError(
+                "send exactly one of content (non-blank text) and content_base64 (bytes); "
+                + ("both were given" if has_text else "neither was given")
+            )
+        return self
+
+    @property
+    def resolved_content_type(self) -> str:
+        """The content type to publish: the given one, else the default for text or bytes."""
+        if self.content_type is not None:
+            return self.content_type
+        return "application/octet-stream" if self.content_base64 else "text/plain"
+
+    def content_bytes(self) -> int:
+        """Return the size of the document in bytes: UTF-8 text, or the decoded base64."""
+        if self.content_base64:
+            return decoded_base64_size(self.content_base64)
+        return content_size(self.content)
 
 
 class DocumentAccepted(BaseModel):
@@ -89,15 +141,45 @@ class DocumentStatusView(BaseModel):
     tenant: str
     stage: DocumentStage
     indexed: bool = Field(description="True once the document's chunks are searchable.")
-    version: int | None = None
+    version: int | None = Field(
+        default=None, description="The document version the stage is about, once known."
+    )
     chunk_count: int | None = None
     reason: str | None = Field(default=None, description="Why the document failed, if it did.")
+    doc_hash: str | None = Field(
+        default=None, description="The content hash of this version, once the ingestor has it."
+    )
+    timestamps: dict[DocumentStage, datetime] = Field(
+        default_factory=dict,
+        description="When this version reached each stage so far (the events' occurred_at).",
+    )
     updated_at: datetime
 
 
 def content_size(content: str) -> int:
     """Return the size of ``content`` in UTF-8 bytes, the unit of ``max_document_bytes``."""
     return len(content.encode("utf-8", errors="surrogatepass"))
+
+
+def decoded_base64_size(encoded: str) -> int:
+    """Return how many bytes the valid, unwrapped base64 ``encoded`` decodes to.
+
+    Args:
+        encoded: Base64 without whitespace, as ``DocumentIn`` keeps it.
+    """
+    return len(encoded) // 4 * 3 - encoded[-2:].count("=")
+
+
+def upload_version(offset: int) -> int:
+    """Return the version the ingestor gives the upsert stored at ``offset`` of ``documents``.
+
+    The ingestor numbers versions by offset (its ``document_version``); knowing it at upload
+    time lets the "received" status name the version it announces.
+
+    Args:
+        offset: The upsert's offset, from the publish acknowledgement.
+    """
+    return offset + 1
 
 
 def status_url(doc_id: str, tenant: str = DEFAULT_TENANT) -> str:
@@ -107,67 +189,163 @@ def status_url(doc_id: str, tenant: str = DEFAULT_TENANT) -> str:
         doc_id: The document id.
         tenant: Its tenant; left out of the URL for the default tenant.
     """
-    path = f"/v1/documents/{urllib.parse.quote(doc_id, safe='')}"
+    # '/' stays as it is: the route takes the rest of the path, and paths read better unescaped.
+    path = f"/v1/documents/{urllib.parse.quote(doc_id, safe='/')}"
     if tenant != DEFAULT_TENANT:
         path += f"?tenant={urllib.parse.quote(tenant, safe='')}"
     return path
 
 
+# Within one version, a stage never goes back: a redelivered "chunked" after "indexed" is old news.
+_STAGE_RANK: dict[str, int] = {
+    "received": 0,
+    "chunked": 1,
+    "embedded": 2,
+    "indexed": 3,
+    "deleted": 3,
+    "failed": 3,
+}
+
+
 @dataclass
 class _StatusEntry:
-    view: DocumentStatusView
-    # The highest version any event has named for this document. Kept apart from the view
-    # because a version-less event (the gateway's "received") must not lower it.
-    highest_version: int | None
+    """The folded status of one document."""
+
+    stage: DocumentStage
+    version: int | None
+    chunk_count: int | None
+    reason: str | None
+    doc_hash: str | None
+    # The newest occurred_at of any applied event: what a version-less "received" must beat.
+    updated_at: datetime
+    timestamps: dict[DocumentStage, datetime] = field(default_factory=dict)
+    # The highest version any event has named for this document. Kept apart from ``version``
+    # because a version-less "received" (a re-upload whose version is not known) clears that.
+    highest_version: int | None = None
+
+    @property
+    def awaiting_version(self) -> bool:
+        """Whether the latest event named no version: a re-upload not yet numbered."""
+        return self.version is None
 
 
 class StatusBook:
     """The latest status of every document, folded from the ``document-status`` topic.
 
-    Events arrive in order per document (they are keyed by ``doc_id``) but from several
-    producers, so a slow producer can still report on a version that has since been replaced:
-    an event naming a version older than the newest one seen is ignored. Events without a
-    version (the gateway's own "received") always apply, since they announce a newer upload.
+    Events arrive in order per document (they are keyed by ``doc_id``) but from several producers,
+    so a slow producer can still report on a version that has since been replaced. The rules:
+
+    - an event naming a version older than the newest one seen is ignored;
+    - an event naming a newer version starts that version afresh (stage, timestamps, counts);
+    - within one version a stage never goes back (received < chunked < embedded < indexed, and
+      failed or deleted end it), though every stage's timestamp is recorded;
+    - an event without a version (a "received" whose upload offset was unknown) applies when it
+      is newer, by occurred_at, than everything applied so far: a re-upload after "indexed"
+      shows "received" again, and events about the replaced version no longer displace it.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], _StatusEntry] = {}
 
     def apply(self, event: DocumentStatus) -> bool:
-        """Fold ``event`` into the book; return whether it changed the document's status.
+        """Fold ``event`` into the book; return False if it was ignored as stale.
 
         Args:
             event: A status event from any stage of the pipeline.
         """
         key = (event.tenant, event.doc_id)
-        current = self._entries.get(key)
-        highest = current.highest_version if current else None
-        if event.version is not None and highest is not None and event.version < highest:
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = _fresh_entry(event)
+            return True
+        if event.version is None:
+            if event.occurred_at < entry.updated_at:
+                return False
+            self._entries[key] = _fresh_entry(event, highest_version=entry.highest_version)
+            return True
+        highest = entry.highest_version
+        if highest is not None and event.version < highest:
             return False
-        if event.version is not None:
-            highest = event.version if highest is None else max(highest, event.version)
-        self._entries[key] = _StatusEntry(
-            view=DocumentStatusView(
-                doc_id=event.doc_id,
-                tenant=event.tenant,
-                stage=event.stage,
-                indexed=event.stage == "indexed",
-                version=event.version,
-                chunk_count=event.chunk_count,
-                reason=event.reason,
-                updated_at=event.occurred_at,
-            ),
-            highest_version=highest,
-        )
+        if highest is None or event.version > highest:
+            # A version-less "received" before the first event naming a new version announced
+            # that very upload, so its time stays as the version's received time.
+            received_at = entry.timestamps.get("received") if entry.awaiting_version else None
+            self._entries[key] = _fresh_entry(event, received_at=received_at)
+            return True
+        if entry.awaiting_version:
+            # Same version as the newest seen, after a re-upload was announced: an event about
+            # the replaced version, unless it happened after the announcement.
+            if event.occurred_at < entry.updated_at:
+                return False
+            received_at = entry.timestamps.get("received")
+            self._entries[key] = _fresh_entry(event, received_at=received_at)
+            return True
+        if _STAGE_RANK[event.stage] < _STAGE_RANK[entry.stage]:
+            # Late news of an earlier stage (the gateway's "received" racing the ingestor's
+            # "chunked", or a redelivery): its time is still worth keeping, its stage is not.
+            entry.timestamps.setdefault(event.stage, event.occurred_at)
+            return False
+        entry.timestamps[event.stage] = event.occurred_at
+        entry.updated_at = max(entry.updated_at, event.occurred_at)
+        entry.stage = event.stage
+        entry.reason = event.reason
+        if event.chunk_count is not None:
+            entry.chunk_count = event.chunk_count
+        if event.doc_hash is not None:
+            entry.doc_hash = event.doc_hash
         return True
 
     def get(self, tenant: str, doc_id: str) -> DocumentStatusView | None:
         """Return the document's latest status, or None if no event named it."""
         entry = self._entries.get((tenant, doc_id))
-        return entry.view if entry else None
+        if entry is None:
+            return None
+        return DocumentStatusView(
+            doc_id=doc_id,
+            tenant=tenant,
+            stage=entry.stage,
+            indexed=entry.stage == "indexed",
+            version=entry.version,
+            chunk_count=entry.chunk_count,
+            reason=entry.reason,
+            doc_hash=entry.doc_hash,
+            # In pipeline order, whatever order the stages' events were read in.
+            timestamps=dict(
+                sorted(entry.timestamps.items(), key=lambda item: _STAGE_RANK[item[0]])
+            ),
+            updated_at=entry.updated_at,
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _fresh_entry(
+    event: DocumentStatus,
+    *,
+    received_at: datetime | None = None,
+    highest_version: int | None = None,
+) -> _StatusEntry:
+    """Start a document's status (or a new version of it) from ``event``.
+
+    Args:
+        event: The first event of the version.
+        received_at: When the upload of this version was announced, if before ``event``.
+        highest_version: The newest version seen so far, kept when ``event`` names none.
+    """
+    timestamps: dict[DocumentStage, datetime] = {event.stage: event.occurred_at}
+    if received_at is not None:
+        timestamps.setdefault("received", received_at)
+    return _StatusEntry(
+        stage=event.stage,
+        version=event.version,
+        chunk_count=event.chunk_count,
+        reason=event.reason,
+        doc_hash=event.doc_hash,
+        updated_at=event.occurred_at,
+        timestamps=timestamps,
+        highest_version=event.version if event.version is not None else highest_version,
+    )
 
 
 # --- queries ------------------------------------------------------------------------------------

@@ -22,9 +22,14 @@ from ragstream_gateway.domain import PendingReplies, StatusBook
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
 
-__all__ = ["GatewayConsumers", "build_consumers"]
+__all__ = ["GatewayConsumers", "build_consumers", "fold_status"]
 
 _log = get_logger(__name__)
+
+# Statuses folded per handler call, and how long an idle poll waits for the first of them (the
+# view's freshness for other replicas' uploads; a replica's own uploads show at once).
+_STATUS_BATCH = 500
+_STATUS_BATCH_WAIT_MS = 100
 
 
 @dataclass
@@ -95,24 +100,43 @@ def build_consumers(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        # Every replica reads the whole topic at startup. One message at a time, FastStream's
+        # per-message pipeline costs about 1 ms (4,155 statuses took 4.7 s here); in batches
+        # the same catch-up is bounded by the fetches.
+        batch=True,
+        max_records=_STATUS_BATCH,
+        batch_timeout_ms=_STATUS_BATCH_WAIT_MS,
         title="document-status (status view)",
     )
 
     @status_topic
-    async def on_status(message: KafkaMessage) -> None:
-        """Fold a status event into the view; skip tombstones and unreadable events."""
-        if not message.body:
-            # A tombstone (compaction's delete marker) carries no status to show.
-            metrics.status_event("tombstone")
-            return
-        try:
-            event = DocumentStatus.model_validate_json(message.body)
-        except ValidationError as error:
-            # Every replica reads this topic; dead-lettering here would write one copy per
-            # replica, so an unreadable status is counted and logged instead.
-            metrics.status_event("rejected")
-            _log.warning("status_event_rejected", error=str(error)[:300])
-            return
-        metrics.status_event("applied" if statuses.apply(event) else "stale")
+    async def on_statuses(message: KafkaMessage) -> None:
+        """Fold a batch of status events into the view; skip tombstones and unreadable events."""
+        records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
+        for record in records:
+            fold_status(record.value, statuses, metrics)
 
     return GatewayConsumers(router=router, answers=answers, statuses=status_topic)
+
+
+def fold_status(value: bytes | None, statuses: StatusBook, metrics: GatewayMetrics) -> None:
+    """Fold one ``document-status`` record into the view, counting what became of it.
+
+    Args:
+        value: The record's value; empty for a tombstone.
+        statuses: The view.
+        metrics: Counts applied, stale, rejected and tombstone records.
+    """
+    if not value:
+        # A tombstone (compaction's delete marker) carries no status to show.
+        metrics.status_event("tombstone")
+        return
+    try:
+        event = DocumentStatus.model_validate_json(value)
+    except ValidationError as error:
+        # Every replica reads this topic; dead-lettering here would write one copy per
+        # replica, so an unreadable status is counted and logged instead.
+        metrics.status_event("rejected")
+        _log.warning("status_event_rejected", error=str(error)[:300])
+        return
+    metrics.status_event("applied" if statuses.apply(event) else "stale")

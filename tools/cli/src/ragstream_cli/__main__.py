@@ -1,4 +1,4 @@
-"""``ragstream``: run the local platform (``up``, ``down``, ``status``) and talk to it."""
+"""``ragstream``: run the local platform (``up``, ``down``, ``status``), feed it and ask it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from ragstream_cli import ingest
 from ragstream_cli.samples import SAMPLE_QUESTION, ask, load_samples
 from ragstream_cli.stack.errors import StackError
 from ragstream_cli.stack.paths import repo_root
@@ -99,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--gateway", default="http://127.0.0.1:8000")
     query.add_argument("--json", action="store_true", help="print the raw JSON answer")
     query.set_defaults(run=_query)
+    bulk = commands.add_parser(
+        "ingest",
+        help="publish files, folders, globs and JSON lines to the platform, in bulk",
+        description=ingest.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ingest.add_arguments(bulk)
+    bulk.set_defaults(run=ingest.run)
     return parser
 
 
