@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS, EMBEDDINGS, QUERIES, dlq_name
 from ragstream_retriever.app import create_app
 from ragstream_retriever.dependencies import Dependencies
-from ragstream_retriever.domain import IndexedChunk, SearchHit
+from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
 from ragstream_retriever.handlers import build_router
 from ragstream_retriever.settings import RetrieverSettings
 
@@ -35,43 +35,59 @@ DIMS = 4
 
 @dataclass
 class FakeIndex:
-    """An in-memory ChunkIndex with Weaviate's semantics: upsert by id, delete by version."""
+    """An in-memory ChunkIndex with Weaviate's semantics: write by id, delete by filter.
+
+    It logs every write, can fail a named step once (a crash at that point), and serves search
+    hits either from ``hits`` or, one list per call, from ``hit_rounds``.
+    """
 
     objects: dict[Any, IndexedChunk] = field(default_factory=dict)
-    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    records: dict[tuple[str, str], DocumentRecord] = field(default_factory=dict)
     hits: list[SearchHit] = field(default_factory=list)
+    hit_rounds: list[list[SearchHit]] = field(default_factory=list)
     searches: list[dict[str, Any]] = field(default_factory=list)
-    upserts: int = 0
-    fail_upsert: bool = False
+    lookups: list[set[str]] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    inserted: int = 0
+    fail_once: str | None = None
 
-    async def indexed_version(self, tenant: str, doc_id: str) -> int | None:
-        found = [
-            c.version for c in self.objects.values() if (c.tenant, c.doc_id) == (tenant, doc_id)
-        ]
-        if (tenant, doc_id) in self.versions:
-            found.append(self.versions[tenant, doc_id])
-        return max(found, default=None)
+    def _step(self, name: str) -> None:
+        if self.fail_once == name:
+            self.fail_once = None
+            raise ConnectionError(f"weaviate went away during {name}")
+        self.writes.append(name)
 
-    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
-        if self.fail_upsert:
-            raise ConnectionError("weaviate is restarting")
-        self.upserts += 1
+    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        return self.records.get((tenant, doc_id))
+
+    async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
+        self.lookups.append(set(doc_ids))
+        found = (self.records.get((tenant, doc_id)) for doc_id in doc_ids)
+        return {
+            record.doc_id: LiveVersion(record.live_version, record.live_chunk_count)
+            for record in found
+            if record is not None
+        }
+
+    async def write_record(self, record: DocumentRecord) -> None:
+        self._step("record")
+        self.records[record.tenant, record.doc_id] = record
+
+    async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
+        self._step("insert")
+        self.inserted += len(chunks)
         self.objects.update({chunk.object_id: chunk for chunk in chunks})
 
-    async def delete_versions_below(self, tenant: str, doc_id: str, version: int) -> int:
+    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
+        self._step("retire")
         doomed = [
             key
             for key, c in self.objects.items()
-            if (c.tenant, c.doc_id) == (tenant, doc_id) and c.version < version
+            if (c.tenant, c.doc_id) == (tenant, doc_id) and c.version != keep_version
         ]
         for key in doomed:
             del self.objects[key]
         return len(doomed)
-
-    async def record_version(
-        self, tenant: str, doc_id: str, version: int, chunk_count: int
-    ) -> None:
-        self.versions[tenant, doc_id] = version
 
     async def search(
         self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
@@ -79,10 +95,28 @@ class FakeIndex:
         self.searches.append(
             {"tenant": tenant, "text": text, "vector": list(vector), "alpha": alpha, "limit": limit}
         )
-        return self.hits[:limit]
+        hits = self.hit_rounds.pop(0) if self.hit_rounds else self.hits
+        return hits[:limit]
+
+    def serve(self, *hits: SearchHit) -> None:
+        """Return ``hits`` from every search, each hit's version being its document's live one."""
+        self.hits = list(hits)
+        for hit in hits:
+            self.make_live(hit.doc_id, hit.version)
+
+    def make_live(self, doc_id: str, version: int, chunks: int = 1) -> None:
+        self.records["acme", doc_id] = DocumentRecord(
+            "acme", doc_id, version, version, "h", "f", chunks
+        )
 
     def chunk_ids(self, doc_id: str = "doc-1") -> list[str]:
         return sorted(c.chunk_id for c in self.objects.values() if c.doc_id == doc_id)
+
+    def versions(self, doc_id: str = "doc-1") -> set[int]:
+        return {c.version for c in self.objects.values() if c.doc_id == doc_id}
+
+    def record(self, doc_id: str = "doc-1") -> DocumentRecord:
+        return self.records["acme", doc_id]
 
 
 class FakeModel:
@@ -147,12 +181,21 @@ def _harness(**overrides: Any) -> Harness:
     return harness
 
 
-def _version(version: int, *chunk_ids: str, dims: int = DIMS, age_s: float = 2.0) -> ChunksEmbedded:
+def _version(
+    version: int,
+    *chunk_ids: str,
+    dims: int = DIMS,
+    age_s: float = 2.0,
+    doc_hash: str | None = None,
+) -> ChunksEmbedded:
+    """A version of doc-1 whose doc_hash, unless given, follows from its chunk ids."""
     return ChunksEmbedded(
         doc_id="doc-1",
         tenant="acme",
         version=version,
         title="Guide",
+        tags=["ops"],
+        doc_hash=doc_hash if doc_hash is not None else "+".join(chunk_ids),
         model="all-MiniLM-L6-v2",
         chunks=[
             EmbeddedChunk(
@@ -169,8 +212,8 @@ def _version(version: int, *chunk_ids: str, dims: int = DIMS, age_s: float = 2.0
     )
 
 
-def _hit(doc_id: str, chunk_id: str, score: float) -> SearchHit:
-    return SearchHit(chunk_id, doc_id, f"title {doc_id}", f"text {chunk_id}", 0, (), score)
+def _hit(doc_id: str, chunk_id: str, score: float, version: int = 1) -> SearchHit:
+    return SearchHit(chunk_id, doc_id, f"title {doc_id}", f"text {chunk_id}", 0, (), score, version)
 
 
 async def _send(broker: KafkaBroker, *events: ChunksEmbedded) -> None:
@@ -179,17 +222,37 @@ async def _send(broker: KafkaBroker, *events: ChunksEmbedded) -> None:
 
 
 class TestIndexRole:
-    async def test_version_is_upserted_and_reported_indexed(self) -> None:
-        """A new document's chunks are stored and a DocumentStatus(indexed) is published."""
+    async def test_version_is_inserted_switched_to_and_reported_indexed(self) -> None:
+        """A new document's chunks are stored, its record names it live, and the status says so."""
         h = _harness()
         async with TestKafkaBroker(h.broker) as broker:
             await _send(broker, _version(1, "c1", "c2"))
 
         assert h.index.chunk_ids() == ["c1", "c2"]
-        assert h.index.versions == {("acme", "doc-1"): 1}
+        record = h.index.record()
+        assert (record.latest_version, record.live_version, record.live_chunk_count) == (1, 1, 2)
+        assert record.live_doc_hash == "c1+c2"
         [status] = h.statuses
         assert (status.stage, status.version, status.chunk_count) == ("indexed", 1, 2)
-        assert h.sample("ragstream_chunks_upserted_total") == 2
+        assert status.doc_hash == "c1+c2"
+        assert h.sample("ragstream_chunks_written_total") == 2
+
+    async def test_chunks_carry_tags_and_doc_hash(self) -> None:
+        """Each stored chunk holds the document's tags and hash, for later filters and audits."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1"))
+
+        [chunk] = h.index.objects.values()
+        assert (chunk.properties()["tags"], chunk.properties()["doc_hash"]) == (["ops"], "c1")
+
+    async def test_insert_comes_before_the_switch_and_retirement_after(self) -> None:
+        """The new chunks exist before the record names them live; old ones go only afterwards."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1"), _version(2, "c2"))
+
+        assert h.index.writes == ["insert", "record", "retire", "insert", "record", "retire"]
 
     async def test_freshness_is_observed_from_publication(self) -> None:
         """The freshness histogram records about now minus published_at for the version."""
@@ -202,25 +265,45 @@ class TestIndexRole:
         assert count == 1
         assert 3.0 <= total < 10.0
 
-    async def test_redelivery_is_idempotent(self) -> None:
-        """The same version delivered twice leaves the same objects and is reported again."""
+    async def test_identical_content_writes_no_chunk_and_moves_latest(self) -> None:
+        """The same content as versions 1, 2, 3 is written once; the later two only bump latest."""
         h = _harness()
         async with TestKafkaBroker(h.broker) as broker:
-            await _send(broker, _version(1, "c1", "c2"), _version(1, "c1", "c2"))
+            await _send(broker, *(_version(v, "c1", "c2") for v in (1, 2, 3)))
 
-        assert h.index.chunk_ids() == ["c1", "c2"]
-        assert len(h.index.objects) == 2
-        assert [status.version for status in h.statuses] == [1, 1]
+        assert h.index.inserted == 2
+        assert h.index.versions() == {1}
+        record = h.index.record()
+        assert (record.latest_version, record.live_version) == (3, 1)
+        assert [(s.stage, s.version, s.chunk_count) for s in h.statuses] == [
+            ("indexed", 1, 2),
+            ("indexed", 2, 2),
+            ("indexed", 3, 2),
+        ]
+        assert h.sample("ragstream_unchanged_versions_total") == 2
+        assert h.index.writes.count("retire") == 1
 
-    async def test_newer_version_retires_chunks_it_no_longer_has(self) -> None:
-        """Chunks present only in the older version disappear once the newer one is applied."""
+    async def test_same_hash_with_new_tags_is_applied(self) -> None:
+        """Unchanged text with different tags is a change: the stored tags must follow."""
+        h = _harness()
+        retagged = _version(2, "c1").model_copy(update={"tags": ["ops", "new"]})
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1"), retagged)
+
+        assert h.index.versions() == {2}
+        [chunk] = h.index.objects.values()
+        assert chunk.tags == ("ops", "new")
+
+    async def test_update_retires_vanished_chunks(self) -> None:
+        """After an update only the new version's chunks remain, and the record names it live."""
         h = _harness()
         async with TestKafkaBroker(h.broker) as broker:
             await _send(broker, _version(1, "c1", "c2", "c3"), _version(2, "c1", "c4"))
 
         assert h.index.chunk_ids() == ["c1", "c4"]
-        assert {chunk.version for chunk in h.index.objects.values()} == {2}
-        assert h.sample("ragstream_chunks_retired_total") == 2
+        assert h.index.versions() == {2}
+        assert h.index.record().live_version == 2
+        assert h.sample("ragstream_chunks_retired_total") == 3
 
     async def test_older_version_after_newer_is_skipped(self) -> None:
         """A stale version is acknowledged without touching the index or the status topic."""
@@ -229,19 +312,30 @@ class TestIndexRole:
             await _send(broker, _version(2, "c1", "c4"), _version(1, "c1", "c2", "c3"))
 
         assert h.index.chunk_ids() == ["c1", "c4"]
-        assert h.index.upserts == 1
+        assert h.index.writes == ["insert", "record", "retire"]
         assert [status.version for status in h.statuses] == [2]
         assert h.sample("ragstream_stale_versions_skipped_total") == 1
 
+    async def test_versions_out_of_order_end_at_the_newest(self) -> None:
+        """Versions 3, 1, 2 delivered in that order leave version 3 live and alone."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(3, "c3"), _version(1, "c1"), _version(2, "c2"))
+
+        assert h.index.chunk_ids() == ["c3"]
+        assert h.index.record().live_version == 3
+        assert h.sample("ragstream_stale_versions_skipped_total") == 2
+
     async def test_empty_version_deletes_everything_and_reports_deleted(self) -> None:
-        """A version without chunks removes all of the document's chunks."""
+        """A version without chunks switches the document to nothing and removes every chunk."""
         h = _harness()
         async with TestKafkaBroker(h.broker) as broker:
             await _send(broker, _version(1, "c1", "c2"), _version(2))
 
         assert h.index.chunk_ids() == []
-        assert h.statuses[-1].stage == "deleted"
-        assert h.statuses[-1].chunk_count == 0
+        record = h.index.record()
+        assert (record.live_version, record.live_chunk_count, record.live_doc_hash) == (2, 0, None)
+        assert (h.statuses[-1].stage, h.statuses[-1].chunk_count) == ("deleted", 0)
 
     async def test_deleted_document_is_not_resurrected_by_an_older_version(self) -> None:
         """After a deletion, a late older version is still recognised as stale."""
@@ -251,6 +345,65 @@ class TestIndexRole:
 
         assert h.index.chunk_ids() == []
         assert h.sample("ragstream_stale_versions_skipped_total") == 1
+
+    async def test_recreated_document_with_its_old_content_is_indexed(self) -> None:
+        """Content equal to the version before a deletion is applied again, not called unchanged."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1"), _version(2), _version(3, "c1"))
+
+        assert h.index.chunk_ids() == ["c1"]
+        assert h.index.record().live_version == 3
+
+    async def test_redelivery_of_the_live_version_writes_no_chunk(self) -> None:
+        """The live version delivered again re-runs only the retirement and is reported again."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1", "c2"), _version(1, "c1", "c2"))
+
+        assert h.index.writes == ["insert", "record", "retire", "retire"]
+        assert len(h.index.objects) == 2
+        assert [status.version for status in h.statuses] == [1, 1]
+
+    async def test_crash_before_the_switch_leaves_the_old_version_live(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failed record write leaves the old version live; the redelivery completes the switch."""
+        monkeypatch.setattr(messaging, "REDELIVERY_BACKOFF_SECONDS", 0.0)
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1", "c2"))
+            h.index.fail_once = "record"
+            with pytest.raises(ConnectionError):
+                await _send(broker, _version(2, "c1", "c3"))
+
+            assert h.index.record().live_version == 1
+            assert h.index.versions() == {1, 2}
+            await _send(broker, _version(2, "c1", "c3"))
+
+        assert h.index.chunk_ids() == ["c1", "c3"]
+        assert h.index.record().live_version == 2
+        assert [status.version for status in h.statuses] == [1, 2]
+
+    async def test_crash_after_the_switch_is_finished_by_the_redelivery(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failed retirement is re-run when the same version is redelivered, not skipped."""
+        monkeypatch.setattr(messaging, "REDELIVERY_BACKOFF_SECONDS", 0.0)
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await _send(broker, _version(1, "c1", "c2"))
+            h.index.fail_once = "retire"
+            with pytest.raises(ConnectionError):
+                await _send(broker, _version(2, "c3"))
+
+            assert h.index.versions() == {1, 2}
+            await _send(broker, _version(2, "c3"))
+
+        assert h.index.chunk_ids() == ["c3"]
+        assert h.index.writes[-1] == "retire"
+        assert h.index.inserted == 3
+        assert h.sample("ragstream_stale_versions_skipped_total") == 0
 
     async def test_vectors_of_the_wrong_size_are_dead_lettered(self) -> None:
         """A message whose vectors do not fit the index goes to embeddings.dlq, not the index."""
@@ -268,13 +421,13 @@ class TestIndexRole:
         """A transient index error propagates (for redelivery) and publishes no status."""
         monkeypatch.setattr(messaging, "REDELIVERY_BACKOFF_SECONDS", 0.0)
         h = _harness()
-        h.index.fail_upsert = True
+        h.index.fail_once = "insert"
         async with TestKafkaBroker(h.broker) as broker:
             with pytest.raises(ConnectionError):
                 await _send(broker, _version(1, "c1"))
 
         assert h.statuses == []
-        assert h.index.versions == {}
+        assert h.index.records == {}
         assert h.letters == []
 
 
@@ -282,7 +435,7 @@ class TestSearchRole:
     async def test_context_is_published_keyed_by_query_id(self) -> None:
         """A query yields a ContextRetrieved on contexts, keyed by its query id, with timings."""
         h = _harness()
-        h.index.hits = [_hit("a", "a1", 0.9), _hit("b", "b1", 0.8)]
+        h.index.serve(_hit("a", "a1", 0.9), _hit("b", "b1", 0.8))
         query = QueryRequested(query_id="q-1", tenant="acme", text="setup?", top_k=2, reply_to="gw")
         async with TestKafkaBroker(h.broker) as broker:
             await publish_event(broker, query, topic=QUERIES, key=query.query_id)
@@ -291,7 +444,12 @@ class TestSearchRole:
         assert key == b"q-1"
         assert context.query == query
         assert [chunk.chunk_id for chunk in context.chunks] == ["a1", "b1"]
-        assert set(context.timings) == {"embed_query_ms", "search_ms", "retrieve_ms"}
+        assert set(context.timings) == {
+            "embed_query_ms",
+            "search_ms",
+            "live_lookup_ms",
+            "retrieve_ms",
+        }
         assert context.timings["retrieve_ms"] >= context.timings["search_ms"]
 
     async def test_search_is_filtered_by_tenant_with_the_configured_alpha(self) -> None:
@@ -318,13 +476,85 @@ class TestSearchRole:
         """At most max_chunks_per_doc chunks of one document reach the context."""
         h = _harness(max_chunks_per_doc=2)
         crowd = [_hit("a", f"a{i}", 0.9 - i / 100) for i in range(4)]
-        h.index.hits = [*crowd, _hit("b", "b1", 0.1)]
-        query = QueryRequested(text="setup?", top_k=3, reply_to="gw")
+        h.index.serve(*crowd, _hit("b", "b1", 0.1))
+        query = QueryRequested(tenant="acme", text="setup?", top_k=3, reply_to="gw")
         async with TestKafkaBroker(h.broker) as broker:
             await publish_event(broker, query, topic=QUERIES, key=query.query_id)
 
         [(context, _)] = h.contexts
         assert [chunk.chunk_id for chunk in context.chunks] == ["a0", "a1", "b1"]
+
+    async def test_only_live_versions_reach_the_context(self) -> None:
+        """Hits of a document's other versions, or of a document not yet live, are dropped."""
+        h = _harness()
+        h.index.make_live("a", 2)
+        h.index.hits = [
+            _hit("a", "a1-old", 0.95, version=1),
+            _hit("a", "a1", 0.9, version=2),
+            _hit("new", "n1", 0.85, version=1),
+            _hit("a", "a2-old", 0.8, version=1),
+        ]
+        query = QueryRequested(tenant="acme", text="setup?", top_k=5, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert [chunk.chunk_id for chunk in context.chunks] == ["a1"]
+        assert h.index.lookups[0] == {"a", "new"}
+
+    async def test_one_record_lookup_per_search_round(self) -> None:
+        """The versions of all documents among the hits are read in a single lookup."""
+        h = _harness()
+        h.index.serve(_hit("a", "a1", 0.9), _hit("b", "b1", 0.8), _hit("c", "c1", 0.7))
+        query = QueryRequested(tenant="acme", text="setup?", top_k=3, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        assert h.index.lookups == [{"a", "b", "c"}]
+        assert len(h.index.searches) == 1
+
+    async def test_document_switched_mid_search_gets_a_second_round(self) -> None:
+        """Only old-version hits of a live document trigger one more search, which finds the new."""
+        h = _harness()
+        h.index.make_live("a", 2)
+        h.index.hit_rounds = [[_hit("a", "a1-old", 0.9, version=1)]]
+        h.index.hits = [_hit("a", "a1-new", 0.9, version=2)]
+        query = QueryRequested(tenant="acme", text="setup?", top_k=3, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert [chunk.chunk_id for chunk in context.chunks] == ["a1-new"]
+        assert [search["limit"] for search in h.index.searches] == [9, 9]
+        assert h.sample("ragstream_search_extra_rounds_total") == 1
+
+    async def test_hidden_hits_that_leave_the_context_short_widen_the_search(self) -> None:
+        """When filtering leaves fewer than top_k and the index had more, twice as many are fetched."""
+        h = _harness(search_overfetch=1, max_chunks_per_doc=5)
+        h.index.make_live("a", 2)
+        h.index.make_live("b", 1)
+        old = [_hit("a", f"old{i}", 0.9, version=1) for i in range(2)]
+        h.index.hits = [*old, _hit("a", "a1", 0.8, version=2), _hit("b", "b1", 0.7)]
+        query = QueryRequested(tenant="acme", text="setup?", top_k=2, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert [chunk.chunk_id for chunk in context.chunks] == ["a1", "b1"]
+        assert [search["limit"] for search in h.index.searches] == [2, 4]
+
+    async def test_rounds_are_bounded_by_the_setting(self) -> None:
+        """With max_search_rounds=1, an unsettled document does not cause a second search."""
+        h = _harness(max_search_rounds=1)
+        h.index.make_live("a", 2)
+        h.index.hits = [_hit("a", "a1-old", 0.9, version=1)]
+        query = QueryRequested(tenant="acme", text="setup?", reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert context.chunks == []
+        assert len(h.index.searches) == 1
 
     async def test_empty_result_is_still_published(self) -> None:
         """With nothing found, an empty context still goes out so the generator can answer."""
@@ -355,7 +585,8 @@ class TestRoles:
 class TestCreateApp:
     async def test_injected_ports_serve_a_query_end_to_end(self) -> None:
         """create_app wires the router to the injected index and model without any I/O."""
-        index, model = FakeIndex(hits=[_hit("a", "a1", 0.9)]), FakeModel()
+        index, model = FakeIndex(), FakeModel()
+        index.serve(_hit("a", "a1", 0.9))
         app = create_app(_settings(), index=index, model=model)
         contexts: list[ContextRetrieved] = []
         [broker] = app.brokers
@@ -365,7 +596,7 @@ class TestCreateApp:
         async def collect(context: ContextRetrieved) -> None:
             contexts.append(context)
 
-        query = QueryRequested(text="setup?", reply_to="gw")
+        query = QueryRequested(tenant="acme", text="setup?", reply_to="gw")
         async with TestKafkaBroker(broker) as test_broker:
             await publish_event(test_broker, query, topic=QUERIES, key=query.query_id)
 

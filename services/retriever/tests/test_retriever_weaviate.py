@@ -1,14 +1,17 @@
 """Tests of the index and search roles against a real Weaviate (127.0.0.1:8080, gRPC 50051).
 
-Each run works in collections of its own name and deletes them afterwards. Vectors come from the
-real all-MiniLM-L6-v2, so the search test checks the same path queries take in production.
+Each test works in collections of its own name and deletes them afterwards. Vectors come from the
+real all-MiniLM-L6-v2, so the search tests check the same path queries take in production.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
@@ -28,7 +31,9 @@ from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS
 from ragstream_retriever.adapters.embedding_model import AsyncEmbedder, load_query_model
 from ragstream_retriever.adapters.weaviate_index import WeaviateIndex
 from ragstream_retriever.dependencies import Dependencies
-from ragstream_retriever.handlers import index_document, search_query
+from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
+from ragstream_retriever.handlers import index_document, search_live, search_query
+from ragstream_retriever.ports import ChunkIndex
 from ragstream_retriever.settings import RetrieverSettings
 
 pytestmark = pytest.mark.stack
@@ -71,9 +76,14 @@ async def index() -> AsyncIterator[WeaviateIndex]:
         await weaviate_index.close()
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 async def _embedded(
     model: AsyncEmbedder, doc_id: str, version: int, texts: Sequence[str], tenant: str = "acme"
 ) -> ChunksEmbedded:
+    """A version as the embedder sends it: content-addressed chunk ids, a hash of the content."""
     vectors = await model.embed(texts)
     return ChunksEmbedded(
         doc_id=doc_id,
@@ -81,15 +91,17 @@ async def _embedded(
         version=version,
         title=doc_id.title(),
         source=f"test://{doc_id}",
+        tags=["test"],
+        doc_hash=_sha("\n\n".join(texts)),
         model="all-MiniLM-L6-v2",
         chunks=[
             EmbeddedChunk(
-                chunk_id=f"{doc_id}-{position}",
+                chunk_id=f"{doc_id}#{_sha(text)[:16]}",
                 doc_id=doc_id,
                 position=position,
                 text=text,
                 heading_path=[doc_id.title()],
-                content_hash=hashlib.sha256(text.encode()).hexdigest(),
+                content_hash=_sha(text),
                 vector=vector,
             )
             for position, (text, vector) in enumerate(zip(texts, vectors, strict=True))
@@ -98,28 +110,50 @@ async def _embedded(
     )
 
 
+def _deps(index: ChunkIndex, model: AsyncEmbedder) -> Dependencies:
+    settings = RetrieverSettings(embedding_dimensions=384)
+    metrics = ServiceMetrics("retriever")
+    broker = create_broker(settings, metrics)
+    return Dependencies(settings, metrics, broker, index_port=index, model_port=model)
+
+
 async def _apply(
     index: WeaviateIndex, model: AsyncEmbedder, *events: ChunksEmbedded
 ) -> tuple[list[DocumentStatus], ServiceMetrics]:
     """Run events through the index handler with the real index and an in-memory broker."""
-    settings = RetrieverSettings(embedding_dimensions=384)
-    metrics = ServiceMetrics("retriever")
-    broker = create_broker(settings, metrics)
-    deps = Dependencies(settings, metrics, broker, index_port=index, model_port=model)
+    deps = _deps(index, model)
     statuses: list[DocumentStatus] = []
 
-    @broker.subscriber(DOCUMENT_STATUS)
+    @deps.broker.subscriber(DOCUMENT_STATUS)
     async def collect(status: DocumentStatus) -> None:
         statuses.append(status)
 
-    async with TestKafkaBroker(broker):
+    async with TestKafkaBroker(deps.broker):
         for event in events:
             await index_document(deps, event)
-    return statuses, metrics
+    return statuses, deps.metrics
+
+
+def _sample(metrics: ServiceMetrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name, {"service": "retriever"}) or 0.0
+
+
+async def _live_search(
+    index: ChunkIndex, model: AsyncEmbedder, text: str, top_k: int = 5
+) -> list[SearchHit]:
+    query = QueryRequested(tenant="acme", text=text, top_k=top_k, reply_to="gw")
+    [vector] = await model.embed([text])
+    return (await search_live(_deps(index, model), query, vector)).hits
+
+
+async def _record(index: WeaviateIndex, doc_id: str) -> DocumentRecord:
+    record = await index.document_record("acme", doc_id)
+    assert record is not None
+    return record
 
 
 class TestWeaviateIndex:
-    async def test_upserting_a_version_twice_keeps_one_object_per_chunk(
+    async def test_redelivered_version_keeps_one_object_per_chunk(
         self, index: WeaviateIndex, model: AsyncEmbedder
     ) -> None:
         """Deterministic ids make a redelivered version overwrite, not duplicate."""
@@ -127,40 +161,70 @@ class TestWeaviateIndex:
         statuses, _ = await _apply(index, model, event, event)
 
         assert await index.count() == 2
-        assert await index.indexed_version("acme", "kafka") == 1
+        assert (await _record(index, "kafka")).live_version == 1
         assert [(s.stage, s.version, s.chunk_count) for s in statuses] == [("indexed", 1, 2)] * 2
 
-    async def test_newer_version_retires_chunks_of_the_older(
+    async def test_identical_content_three_times_writes_once(
         self, index: WeaviateIndex, model: AsyncEmbedder
     ) -> None:
-        """After version 2 with one chunk, version 1's second chunk is gone."""
+        """The same doc_hash in versions 1-3 adds no object and no insert after the first."""
+        versions = [await _embedded(model, "kafka", v, DOCS["kafka"]) for v in (1, 2, 3)]
+        statuses, metrics = await _apply(index, model, versions[0])
+        assert await index.count() == 2
+        assert _sample(metrics, "ragstream_chunks_written_total") == 2
+
+        more, metrics = await _apply(index, model, *versions[1:])
+
+        assert await index.count() == 2
+        assert await index.count(tenant="acme", doc_id="kafka", version=1) == 2
+        assert _sample(metrics, "ragstream_chunks_written_total") == 0
+        assert _sample(metrics, "ragstream_unchanged_versions_total") == 2
+        record = await _record(index, "kafka")
+        assert (record.latest_version, record.live_version) == (3, 1)
+        assert [(s.stage, s.version, s.doc_hash) for s in statuses + more] == [
+            ("indexed", v, versions[0].doc_hash) for v in (1, 2, 3)
+        ]
+
+    async def test_update_retires_the_vanished_chunk(
+        self, index: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """After {A, B} becomes {A', B}, only version 2 is stored and A's text is not found."""
+        old_a = "Brokers elect a partition leader through the KRaft controller quorum."
+        new_a = "Tiered storage moves old log segments from brokers to object storage."
+        b = DOCS["kafka"][1]
         await _apply(
             index,
             model,
-            await _embedded(model, "kafka", 1, DOCS["kafka"]),
-            await _embedded(model, "kafka", 2, DOCS["kafka"][:1]),
+            await _embedded(model, "kafka", 1, [old_a, b]),
+            await _embedded(model, "kafka", 2, [new_a, b]),
         )
 
-        assert await index.count(tenant="acme", doc_id="kafka") == 1
-        assert await index.indexed_version("acme", "kafka") == 2
+        assert await index.count(tenant="acme", doc_id="kafka") == 2
+        assert await index.count(tenant="acme", doc_id="kafka", version=2) == 2
+        hits = await _live_search(index, model, old_a)
+        assert {hit.version for hit in hits} == {2}
+        assert old_a not in {hit.text for hit in hits}
+        [vector] = await model.embed([old_a])
+        raw = await index.search(tenant="acme", text=old_a, vector=vector, alpha=0.5, limit=50)
+        assert old_a not in {hit.text for hit in raw}
 
-    async def test_older_version_after_newer_is_skipped(
+    async def test_versions_out_of_order_end_at_the_newest(
         self, index: WeaviateIndex, model: AsyncEmbedder
     ) -> None:
-        """A late version 1 neither restores its chunks nor publishes a status."""
+        """Versions 3, 1, 2 applied in that order leave version 3 live and alone."""
         statuses, metrics = await _apply(
             index,
             model,
-            await _embedded(model, "kafka", 2, DOCS["kafka"][:1]),
+            await _embedded(model, "kafka", 3, DOCS["kafka"][1:]),
             await _embedded(model, "kafka", 1, DOCS["kafka"]),
+            await _embedded(model, "kafka", 2, DOCS["kafka"][:1]),
         )
 
         assert await index.count(tenant="acme", doc_id="kafka") == 1
-        assert [s.version for s in statuses] == [2]
-        skipped = metrics.registry.get_sample_value(
-            "ragstream_stale_versions_skipped_total", {"service": "retriever"}
-        )
-        assert skipped == 1
+        assert await index.count(tenant="acme", doc_id="kafka", version=3) == 1
+        assert (await _record(index, "kafka")).live_version == 3
+        assert [s.version for s in statuses] == [3]
+        assert _sample(metrics, "ragstream_stale_versions_skipped_total") == 2
 
     async def test_zero_chunk_version_deletes_everything_and_stays_deleted(
         self, index: WeaviateIndex, model: AsyncEmbedder
@@ -177,8 +241,27 @@ class TestWeaviateIndex:
 
         assert await index.count(tenant="acme", doc_id="kafka") == 0
         assert await index.count(tenant="acme", doc_id="weaviate") == 1
-        assert await index.indexed_version("acme", "kafka") == 2
+        record = await _record(index, "kafka")
+        assert (record.live_version, record.live_chunk_count) == (2, 0)
         assert [s.stage for s in statuses] == ["indexed", "indexed", "deleted"]
+        hits = await _live_search(index, model, DOCS["kafka"][0])
+        assert {hit.doc_id for hit in hits} == {"weaviate"}
+
+    async def test_live_versions_of_many_documents_in_one_lookup(
+        self, index: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """live_versions answers for the documents that have a record, and only the tenant's."""
+        await _apply(
+            index,
+            model,
+            *[await _embedded(model, d, 1, texts) for d, texts in DOCS.items()],
+            await _embedded(model, "kafka", 2, DOCS["kafka"][:1]),
+        )
+
+        live = await index.live_versions("acme", {"kafka", "baking", "unknown"})
+
+        assert live == {"kafka": LiveVersion(2, 1), "baking": LiveVersion(1, 1)}
+        assert await index.live_versions("rival", {"kafka"}) == {}
 
     async def test_hybrid_search_finds_the_right_chunk_within_the_tenant(
         self, index: WeaviateIndex, model: AsyncEmbedder
@@ -200,11 +283,10 @@ class TestWeaviateIndex:
             tenant="acme", text=query.text, vector=vector, alpha=0.5, limit=10
         )
 
-        assert hits[0].chunk_id == "kafka-1"
+        assert hits[0].text == DOCS["kafka"][1]
         assert hits[0].score >= hits[-1].score
         assert {hit.doc_id for hit in hits} <= {"kafka", "weaviate", "baking"}
-        assert hits[0].heading_path == ("Kafka",)
-        assert hits[0].title == "Kafka"
+        assert (hits[0].heading_path, hits[0].title, hits[0].version) == (("Kafka",), "Kafka", 1)
 
     async def test_search_handler_publishes_a_context_from_weaviate(
         self, index: WeaviateIndex, model: AsyncEmbedder
@@ -213,23 +295,155 @@ class TestWeaviateIndex:
         await _apply(
             index, model, *[await _embedded(model, d, 1, texts) for d, texts in DOCS.items()]
         )
-        settings = RetrieverSettings(embedding_dimensions=384)
-        metrics = ServiceMetrics("retriever")
-        broker = create_broker(settings, metrics)
-        deps = Dependencies(settings, metrics, broker, index_port=index, model_port=model)
+        deps = _deps(index, model)
         contexts: list[ContextRetrieved] = []
 
-        @broker.subscriber(CONTEXTS)
+        @deps.broker.subscriber(CONTEXTS)
         async def collect(context: ContextRetrieved) -> None:
             contexts.append(context)
 
         query = QueryRequested(
             tenant="acme", text="what does bread dough need?", top_k=2, reply_to="gw"
         )
-        async with TestKafkaBroker(broker):
+        async with TestKafkaBroker(deps.broker):
             await search_query(deps, query)
 
         [context] = contexts
-        assert [chunk.chunk_id for chunk in context.chunks][:1] == ["baking-0"]
+        assert [chunk.doc_id for chunk in context.chunks][:1] == ["baking"]
         assert len(context.chunks) == 2
         assert context.timings["search_ms"] > 0
+        assert context.timings["live_lookup_ms"] > 0
+
+
+@dataclass
+class SlowSwitchIndex:
+    """The real index, pausing after the inserts and after the switch, and recording both.
+
+    The pauses hold each transitional state (both versions stored, the old or the new one live)
+    open long enough for a concurrent reader to be certain to search during it.
+    """
+
+    inner: WeaviateIndex
+    pause_s: float
+    switched_to: int = 0
+    raw_searches: list[list[SearchHit]] = field(default_factory=list)
+
+    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        return await self.inner.document_record(tenant, doc_id)
+
+    async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
+        return await self.inner.live_versions(tenant, doc_ids)
+
+    async def write_record(self, record: DocumentRecord) -> None:
+        await self.inner.write_record(record)
+        self.switched_to = record.live_version
+        await asyncio.sleep(self.pause_s)
+
+    async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
+        await self.inner.insert(chunks)
+        await asyncio.sleep(self.pause_s)
+
+    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
+        return await self.inner.delete_other_versions(tenant, doc_id, keep_version)
+
+    async def search(
+        self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
+    ) -> list[SearchHit]:
+        hits = await self.inner.search(
+            tenant=tenant, text=text, vector=vector, alpha=alpha, limit=limit
+        )
+        self.raw_searches.append(hits)
+        return hits
+
+
+@dataclass
+class Race:
+    """What a reader saw of one document while a writer applied its versions."""
+
+    versions: list[int] = field(default_factory=list)
+    mixed: list[set[int]] = field(default_factory=list)
+    backwards: list[tuple[int, int]] = field(default_factory=list)
+    gaps: int = 0
+    searches: int = 0
+    raw_versions: list[set[int]] = field(default_factory=list)
+
+
+async def _race(index: WeaviateIndex, model: AsyncEmbedder, pause_s: float, count: int) -> Race:
+    """Apply {A1,B}, then {A2,B}..{An,B} while searching in a loop (at most 400 searches or 10 s).
+
+    Each search records the versions of the document it returned; a version below the last one
+    switched to before the search started, or below the previous search's, is a step backwards.
+    """
+    b = "The release checklist: tag the commit, build the images, publish the notes."
+    a_texts = [
+        f"Release step {n}: the changelog for version {n} lists what changed in it."
+        for n in range(1, count + 1)
+    ]
+    others = [await _embedded(model, d, 1, texts) for d, texts in DOCS.items()]
+    versions = [
+        await _embedded(model, "release", n, [a, b]) for n, a in enumerate(a_texts, start=1)
+    ]
+    await _apply(index, model, *others, versions[0])
+    slow = SlowSwitchIndex(index, pause_s=pause_s, switched_to=1)
+    writer_deps, reader_deps = _deps(slow, model), _deps(slow, model)
+    query = QueryRequested(tenant="acme", text="release checklist", top_k=5, reply_to="gw")
+    [vector] = await model.embed([query.text])
+
+    async def write() -> None:
+        async with TestKafkaBroker(writer_deps.broker):
+            for event in versions[1:]:
+                await index_document(writer_deps, event)
+
+    race = Race()
+    writer = asyncio.create_task(write())
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and race.searches < 400:
+        done = writer.done()
+        floor = slow.switched_to
+        hits = (await search_live(reader_deps, query, vector)).hits
+        race.searches += 1
+        seen = {hit.version for hit in hits if hit.doc_id == "release"}
+        if len(seen) > 1:
+            race.mixed.append(seen)
+        if not seen:
+            race.gaps += 1
+            continue
+        version = max(seen)
+        last = race.versions[-1] if race.versions else floor
+        if version < max(floor, last):
+            race.backwards.append((max(floor, last), version))
+        race.versions.append(version)
+        if done:
+            break
+    await writer
+    race.raw_versions = [
+        {hit.version for hit in hits if hit.doc_id == "release"} for hits in slow.raw_searches
+    ]
+    return race
+
+
+class TestNoMixedVersions:
+    async def test_readers_see_one_version_never_older_never_none(
+        self, index: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """With each transitional state held open, every search sees exactly one version, in order."""
+        race = await _race(index, model, pause_s=0.15, count=5)
+
+        assert (race.mixed, race.backwards, race.gaps) == ([], [], 0)
+        assert set(race.versions) == {1, 2, 3, 4, 5}
+        assert race.versions[-1] == 5
+        # Only meaningful if searches ran while two versions were stored, before and after
+        # their switches: the pauses make sure of it.
+        assert sum(len(versions) > 1 for versions in race.raw_versions) >= 8
+        assert await index.count(tenant="acme", doc_id="release") == 2
+        assert await index.count(tenant="acme", doc_id="release", version=5) == 2
+
+    async def test_at_full_speed_no_search_mixes_versions_or_goes_back(
+        self, index: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Versions applied back to back under a search loop never mix and never go backwards."""
+        race = await _race(index, model, pause_s=0.0, count=30)
+
+        assert (race.mixed, race.backwards) == ([], [])
+        assert race.versions[-1] == 30
+        assert await index.count(tenant="acme", doc_id="release") == 2

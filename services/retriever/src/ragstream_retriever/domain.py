@@ -1,17 +1,21 @@
 """The retriever's decisions, as plain functions: no I/O, no SDKs, no Kafka.
 
-Object identity, which document versions may be applied, what one chunk looks like in the index,
-how search candidates are trimmed to a context, and the events the handlers publish.
+Object identity, what the index does with each incoming document version (the blue/green plan),
+what one chunk looks like in the index, which search hits a reader may see, how candidates are
+trimmed to a context, and the events the handlers publish.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from ragstream_common.events import (
@@ -24,8 +28,13 @@ from ragstream_common.events import (
 
 __all__ = [
     "OBJECT_ID_NAMESPACE",
+    "DocumentRecord",
+    "IndexAction",
+    "IndexPlan",
     "IndexedChunk",
     "InvalidEmbeddingsError",
+    "LiveHits",
+    "LiveVersion",
     "SearchHit",
     "as_utc",
     "build_context",
@@ -35,7 +44,10 @@ __all__ = [
     "document_object_id",
     "document_status",
     "freshness_seconds",
-    "is_current_version",
+    "index_fingerprint",
+    "keep_live_versions",
+    "next_search_limit",
+    "plan_version",
     "select_chunks",
 ]
 
@@ -47,18 +59,22 @@ class InvalidEmbeddingsError(ValueError):
     """A ChunksEmbedded message that can never be indexed as it stands (a contract violation)."""
 
 
-def chunk_object_id(tenant: str, doc_id: str, chunk_id: str) -> uuid.UUID:
-    """Return the Weaviate object id of one chunk: the same inputs always give the same id.
+def chunk_object_id(tenant: str, doc_id: str, version: int, chunk_id: str) -> uuid.UUID:
+    """Return the Weaviate object id of one chunk of one version: same inputs, same id.
 
-    The parts are JSON-encoded, not joined with a separator, so that no choice of ids can make
-    two different triples collide (``("a:b", "c")`` versus ``("a", "b:c")``).
+    The version is part of the identity, so the chunks of two versions of a document are distinct
+    objects that coexist until the switch has happened and the old ones are retired; a redelivered
+    version targets the objects it wrote the first time. The parts are JSON-encoded, not joined
+    with a separator, so that no choice of ids can make two different tuples collide
+    (``("a:b", "c")`` versus ``("a", "b:c")``).
 
     Args:
         tenant: The tenant owning the document.
         doc_id: The document id.
-        chunk_id: The chunk id, unique within the document.
+        version: The document version the chunk belongs to.
+        chunk_id: The chunk id, unique within the document version.
     """
-    return uuid.uuid5(OBJECT_ID_NAMESPACE, json.dumps(["chunk", tenant, doc_id, chunk_id]))
+    return uuid.uuid5(OBJECT_ID_NAMESPACE, json.dumps(["chunk", tenant, doc_id, version, chunk_id]))
 
 
 def document_object_id(tenant: str, doc_id: str) -> uuid.UUID:
@@ -71,17 +87,134 @@ def document_object_id(tenant: str, doc_id: str) -> uuid.UUID:
     return uuid.uuid5(OBJECT_ID_NAMESPACE, json.dumps(["document", tenant, doc_id]))
 
 
-def is_current_version(incoming: int, indexed: int | None) -> bool:
-    """Return whether a document version may be applied given the highest one already indexed.
+# --- the per-document version record and the plan for one incoming version ------------------
 
-    An equal version is applied again (a redelivery must be idempotent, not skipped, in case the
-    first attempt failed half-way); only a strictly older version is stale.
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """What the index remembers about one document, written as one object (so atomically).
 
     Args:
-        incoming: The version carried by the message.
-        indexed: The highest version the index has seen for the document, None if none.
+        tenant: The tenant owning the document.
+        doc_id: The document id.
+        latest_version: The highest version applied or skipped as unchanged: older ones are stale.
+        live_version: The version whose chunks readers see (a deletion's version has none).
+        live_doc_hash: The live version's document hash (None for a deletion).
+        live_fingerprint: ``index_fingerprint`` of the live version (None for a deletion).
+        live_chunk_count: How many chunks the live version has.
     """
-    return indexed is None or incoming >= indexed
+
+    tenant: str
+    doc_id: str
+    latest_version: int
+    live_version: int
+    live_doc_hash: str | None
+    live_fingerprint: str | None
+    live_chunk_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVersion:
+    """What a reader needs of a document's record: the live version and its chunk count."""
+
+    version: int
+    chunk_count: int
+
+
+class IndexAction(StrEnum):
+    """What the index does with one incoming document version."""
+
+    # Older than a version already applied: acknowledged, nothing written.
+    STALE = "stale"
+    # Same indexed content as the live version: only latest_version moves, no chunk is written.
+    UNCHANGED = "unchanged"
+    # New content (or a deletion): insert its chunks, switch the record to it, retire the rest.
+    SWITCH = "switch"
+    # The live version delivered again: the switch is done, so only the retirement is re-run.
+    REAPPLY = "reapply"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """The action for one version, and the record to write (None when the record stays as is)."""
+
+    action: IndexAction
+    record: DocumentRecord | None
+
+
+def index_fingerprint(event: ChunksEmbedded) -> str | None:
+    """Return a hash of everything the index would store for the version, bar version and time.
+
+    Two versions with the same fingerprint would produce the same objects (text, title, source,
+    tags, headings, positions, chunk ids, and vectors, which follow from the model and the text),
+    so the later one can be skipped without writing anything. ``doc_hash`` alone does not say so:
+    a new title, new tags, a new chunker setting or a new embedding model leaves the content, and
+    so the hash, as it was. None when the embedder sent no ``doc_hash``: never call that unchanged.
+
+    Args:
+        event: The document version with its vectors.
+    """
+    if event.doc_hash is None:
+        return None
+    identity = [
+        event.doc_hash,
+        event.title,
+        event.source,
+        sorted(set(event.tags)),
+        event.model,
+        [
+            [chunk.chunk_id, chunk.content_hash, chunk.position, chunk.heading_path]
+            for chunk in event.chunks
+        ],
+    ]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+def plan_version(event: ChunksEmbedded, record: DocumentRecord | None) -> IndexPlan:
+    """Decide what applying ``event`` means, given the document's record (None if it has none).
+
+    In order:
+
+    1. ``version < latest_version``: stale. A strictly older version never changes anything.
+    2. ``version == live_version``: a redelivery of the live version. Its chunks were all written
+       before the record was switched to it, so only the retirement of other versions is run
+       again (a crash may have cut it short). This is why an equal version is not stale.
+    3. The version has chunks and its fingerprint equals the live one: unchanged. Only
+       ``latest_version`` moves (no write at all when it is already there, as on redelivery).
+    4. Anything else: switch. Insert the chunks, write the record naming this version live (the
+       single write readers switch on), then retire every other version's chunks. A version
+       without chunks is a deletion and switches the same way, to nothing.
+
+    Args:
+        event: The incoming document version.
+        record: The document's record as the index holds it.
+    """
+    fingerprint = index_fingerprint(event)
+    switched = DocumentRecord(
+        tenant=event.tenant,
+        doc_id=event.doc_id,
+        latest_version=event.version,
+        live_version=event.version,
+        live_doc_hash=event.doc_hash if event.chunks else None,
+        live_fingerprint=fingerprint if event.chunks else None,
+        live_chunk_count=len(event.chunks),
+    )
+    if record is None:
+        return IndexPlan(IndexAction.SWITCH, switched)
+    if event.version < record.latest_version:
+        return IndexPlan(IndexAction.STALE, None)
+    if event.version == record.live_version:
+        return IndexPlan(IndexAction.REAPPLY, None)
+    if event.chunks and fingerprint is not None and fingerprint == record.live_fingerprint:
+        if record.latest_version == event.version:
+            return IndexPlan(IndexAction.UNCHANGED, None)
+        return IndexPlan(
+            IndexAction.UNCHANGED, dataclasses.replace(record, latest_version=event.version)
+        )
+    return IndexPlan(IndexAction.SWITCH, switched)
+
+
+# --- chunks as the index stores them ------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +227,12 @@ class IndexedChunk:
     chunk_id: str
     title: str
     source: str
+    tags: tuple[str, ...]
     text: str
     heading_path: tuple[str, ...]
     position: int
     version: int
+    doc_hash: str
     content_hash: str
     model: str
     published_at: datetime
@@ -111,10 +246,12 @@ class IndexedChunk:
             "chunk_id": self.chunk_id,
             "title": self.title,
             "source": self.source,
+            "tags": list(self.tags),
             "text": self.text,
             "heading_path": list(self.heading_path),
             "position": self.position,
             "version": self.version,
+            "doc_hash": self.doc_hash,
             "content_hash": self.content_hash,
             "model": self.model,
             "published_at": self.published_at,
@@ -122,7 +259,7 @@ class IndexedChunk:
 
 
 def chunks_to_index(event: ChunksEmbedded, dimensions: int) -> list[IndexedChunk]:
-    """Turn one embedded document version into the objects to upsert, checking the contract.
+    """Turn one embedded document version into the objects to insert, checking the contract.
 
     Args:
         event: The document version with its vectors.
@@ -149,16 +286,18 @@ def chunks_to_index(event: ChunksEmbedded, dimensions: int) -> list[IndexedChunk
     published_at = as_utc(event.published_at)
     return [
         IndexedChunk(
-            object_id=chunk_object_id(event.tenant, event.doc_id, chunk.chunk_id),
+            object_id=chunk_object_id(event.tenant, event.doc_id, event.version, chunk.chunk_id),
             tenant=event.tenant,
             doc_id=event.doc_id,
             chunk_id=chunk.chunk_id,
             title=event.title,
             source=event.source,
+            tags=tuple(event.tags),
             text=chunk.text,
             heading_path=tuple(chunk.heading_path),
             position=chunk.position,
             version=event.version,
+            doc_hash=event.doc_hash or "",
             content_hash=chunk.content_hash,
             model=event.model,
             published_at=published_at,
@@ -191,8 +330,11 @@ def freshness_seconds(published_at: datetime, now: datetime) -> float:
 def document_status(event: ChunksEmbedded) -> DocumentStatus:
     """Return the status to publish once ``event`` is applied: indexed, or deleted if empty.
 
+    An unchanged version reports the same: its chunk count is the live version's (equal
+    fingerprints mean equal chunk lists), and readers see exactly its content.
+
     Args:
-        event: The document version the index now holds.
+        event: The document version the index now answers with.
     """
     return DocumentStatus(
         doc_id=event.doc_id,
@@ -200,13 +342,17 @@ def document_status(event: ChunksEmbedded) -> DocumentStatus:
         stage="indexed" if event.chunks else "deleted",
         version=event.version,
         chunk_count=len(event.chunks),
+        doc_hash=event.doc_hash,
         published_at=event.published_at,
     )
 
 
+# --- search --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """One candidate returned by the index for a query, before ranking and dedup."""
+    """One candidate returned by the index for a query, before version filtering and ranking."""
 
     chunk_id: str
     doc_id: str
@@ -215,6 +361,77 @@ class SearchHit:
     position: int
     heading_path: tuple[str, ...]
     score: float
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHits:
+    """The hits of the documents' live versions, and what filtering them says about the round.
+
+    Args:
+        hits: The hits whose version is their document's live version, in the index's order.
+        hidden: How many hits were dropped (another version, or a document with no record yet).
+        unsettled: Documents (with chunks live) that also had candidates of an OLDER version than
+            the live one. Either the old version's retirement is still running, or the switch
+            happened after the search had started, when the live version's chunks may not all
+            have been there to be found. A second round settles it: every chunk of the live
+            version was written before the record named it, so before the lookup, so before
+            the next search.
+    """
+
+    hits: list[SearchHit]
+    hidden: int
+    unsettled: frozenset[str]
+
+
+def keep_live_versions(hits: Iterable[SearchHit], live: Mapping[str, LiveVersion]) -> LiveHits:
+    """Keep only the hits of each document's live version, so no reader sees two versions mixed.
+
+    A document without a record has no live version yet (its first version is being written and
+    not switched to), so all of its hits are hidden; so are the hits of a version newer than the
+    live one (written, not yet switched to).
+
+    Args:
+        hits: The index's candidates.
+        live: The live versions of the candidates' documents, by doc_id, read after the search.
+    """
+    kept: list[SearchHit] = []
+    hidden = 0
+    unsettled: set[str] = set()
+    for hit in hits:
+        current = live.get(hit.doc_id)
+        if current is not None and hit.version == current.version:
+            kept.append(hit)
+            continue
+        hidden += 1
+        # A deletion has nothing to find in another round: hiding the old chunks is the answer.
+        if current is not None and hit.version < current.version and current.chunk_count > 0:
+            unsettled.add(hit.doc_id)
+    return LiveHits(kept, hidden, frozenset(unsettled))
+
+
+def next_search_limit(
+    live: LiveHits, *, fetched: int, limit: int, selected: int, top_k: int, cap: int
+) -> int | None:
+    """Return the candidate limit for one more search round, or None when this round stands.
+
+    Another round is run when filtering left the context short of ``top_k`` although the index
+    had more candidates to give (twice as many are asked for, up to ``cap``), or when a document
+    is unsettled (the same limit again: its live version's chunks are all there by now).
+
+    Args:
+        live: The filtered hits of this round.
+        fetched: How many candidates the index returned.
+        limit: How many it was asked for.
+        selected: How many chunks made it into the context.
+        top_k: How many the query wants.
+        cap: The most candidates worth fetching for one query.
+    """
+    if selected < top_k and live.hidden and fetched >= limit and limit < cap:
+        return min(limit * 2, cap)
+    if live.unsettled:
+        return limit
+    return None
 
 
 def candidate_limit(top_k: int, overfetch: int, cap: int) -> int:

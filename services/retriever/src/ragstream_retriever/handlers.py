@@ -7,6 +7,8 @@ Search role: ``queries`` (QueryRequested) -> query embedding + hybrid search -> 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from faststream.kafka import KafkaRouter
 
@@ -16,17 +18,21 @@ from ragstream_common.messaging import PoisonMessageError, consumer_options, pub
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS, EMBEDDINGS, QUERIES
 from ragstream_retriever.dependencies import Dependencies
 from ragstream_retriever.domain import (
+    IndexAction,
     InvalidEmbeddingsError,
+    SearchHit,
     build_context,
     candidate_limit,
     chunks_to_index,
     document_status,
     freshness_seconds,
-    is_current_version,
+    keep_live_versions,
+    next_search_limit,
+    plan_version,
     select_chunks,
 )
 
-__all__ = ["build_router", "index_document", "search_query"]
+__all__ = ["LiveSearch", "build_router", "index_document", "search_live", "search_query"]
 
 _log = get_logger(__name__)
 
@@ -56,10 +62,14 @@ def build_router(deps: Dependencies) -> KafkaRouter:
 
 
 async def index_document(deps: Dependencies, event: ChunksEmbedded) -> None:
-    """Apply one document version to the index, unless a newer one is already there.
+    """Apply one document version to the index, blue/green, and publish its status.
 
-    Upserts the version's chunks, retires the chunks of older versions (all of them for a version
-    without chunks, which is a deletion), remembers the version, and publishes the status.
+    The plan (``domain.plan_version``) is one of: stale (nothing), unchanged (move the record's
+    latest version only), switch (insert the version's chunks under new ids, write the record
+    naming it live, retire every other version's chunks), or reapply (the live version again:
+    retire again). Every step is safe to repeat, so a redelivery after a crash at any point
+    converges: before the switch, the old version is still live and the inserts are redone over
+    the same ids; after it, the version is live and the retirement runs again.
 
     Args:
         deps: The service's ports and metrics.
@@ -74,46 +84,139 @@ async def index_document(deps: Dependencies, event: ChunksEmbedded) -> None:
     except InvalidEmbeddingsError as error:
         raise PoisonMessageError(str(error)) from error
 
-    index = deps.index
-    indexed = await index.indexed_version(event.tenant, event.doc_id)
-    if not is_current_version(event.version, indexed):
-        # Acknowledged and dropped: a replay or a late duplicate must not bring old text back.
-        deps.retriever_metrics.stale_versions.labels(deps.metrics.service).inc()
-        log.info("stale_version_skipped", indexed_version=indexed)
+    index, metrics = deps.index, deps.retriever_metrics
+    record = await index.document_record(event.tenant, event.doc_id)
+    plan = plan_version(event, record)
+    if plan.action is IndexAction.STALE:
+        # Acknowledged and dropped: a replay or a late duplicate must not bring old text back,
+        # and no status either, since the compacted status topic keeps only the latest.
+        metrics.stale_versions.labels(deps.metrics.service).inc()
+        log.info("stale_version_skipped", latest_version=record and record.latest_version)
         return
 
     started = time.perf_counter()
-    if chunks:
-        await index.upsert(chunks)
-        deps.retriever_metrics.chunks_upserted.labels(deps.metrics.service).inc(len(chunks))
-    upserted = time.perf_counter()
-    retired = await index.delete_versions_below(event.tenant, event.doc_id, event.version)
-    deps.retriever_metrics.chunks_retired.labels(deps.metrics.service).inc(retired)
-    # Last, so that a crash before it leaves the version to be applied again on redelivery.
-    await index.record_version(event.tenant, event.doc_id, event.version, len(chunks))
+    retired = 0
+    if plan.action is IndexAction.SWITCH and chunks:
+        await index.insert(chunks)
+        metrics.chunks_written.labels(deps.metrics.service).inc(len(chunks))
+        metrics.observe_stage("insert", time.perf_counter() - started)
+    if plan.record is not None:
+        # For a switch this one write is the moment readers move from the old version to this
+        # one; for an unchanged version it only moves the stale check's high-water mark.
+        step = time.perf_counter()
+        await index.write_record(plan.record)
+        metrics.observe_stage("switch", time.perf_counter() - step)
+    if plan.action in (IndexAction.SWITCH, IndexAction.REAPPLY):
+        step = time.perf_counter()
+        retired = await index.delete_other_versions(event.tenant, event.doc_id, event.version)
+        metrics.chunks_retired.labels(deps.metrics.service).inc(retired)
+        metrics.observe_stage("retire", time.perf_counter() - step)
+    if plan.action is IndexAction.UNCHANGED:
+        metrics.unchanged_versions.labels(deps.metrics.service).inc()
     finished = time.perf_counter()
-    deps.retriever_metrics.observe_stage("upsert", upserted - started)
-    deps.retriever_metrics.observe_stage("retire", finished - upserted)
 
     status = document_status(event)
     freshness = freshness_seconds(event.published_at, utc_now())
-    deps.retriever_metrics.freshness.labels(deps.metrics.service, status.stage).observe(freshness)
+    metrics.freshness.labels(deps.metrics.service, status.stage).observe(freshness)
     await publish_event(
         deps.broker, status, topic=DOCUMENT_STATUS, key=event.doc_id, metrics=deps.metrics
     )
     log.info(
         "document_version_applied",
+        action=str(plan.action),
         stage=status.stage,
         chunks=len(chunks),
         retired=retired,
-        previous_version=indexed,
+        live_version=record and record.live_version,
         freshness_s=round(freshness, 3),
         index_ms=round((finished - started) * 1000, 1),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LiveSearch:
+    """What a search found once non-live versions were hidden.
+
+    Args:
+        hits: The candidates of live versions only, in the index's order, before ranking.
+        rounds: How many hybrid searches it took.
+        search_seconds: Time in the hybrid searches.
+        lookup_seconds: Time in the version-record lookups.
+    """
+
+    hits: list[SearchHit]
+    rounds: int
+    search_seconds: float
+    lookup_seconds: float
+
+
+async def search_live(
+    deps: Dependencies, event: QueryRequested, vector: Sequence[float]
+) -> LiveSearch:
+    """Run the hybrid search and keep only the hits of each document's live version.
+
+    The records are read after the search, in one lookup for all the documents among the hits,
+    and each document keeps only the hits of the version its record names live. Versions only
+    move forward and a version's chunks are all written before it goes live, so a context never
+    mixes two versions of a document, and never shows an older version than the last switch
+    completed before the lookup. A second round is run when the filter left the context short,
+    or a document's new version went live too late for its chunks to be among the candidates.
+
+    Args:
+        deps: The service's ports and settings.
+        event: The query.
+        vector: The query's embedding.
+    """
+    settings, index = deps.settings, deps.index
+    cap = settings.max_search_candidates
+    limit = candidate_limit(event.top_k, settings.search_overfetch, cap)
+    search_seconds = lookup_seconds = 0.0
+    rounds = 0
+    while True:
+        rounds += 1
+        started = time.perf_counter()
+        hits = await index.search(
+            tenant=event.tenant,
+            text=event.text,
+            vector=vector,
+            alpha=settings.default_alpha,
+            limit=limit,
+        )
+        searched = time.perf_counter()
+        live_versions = await index.live_versions(event.tenant, {hit.doc_id for hit in hits})
+        looked_up = time.perf_counter()
+        search_seconds += searched - started
+        lookup_seconds += looked_up - searched
+        live = keep_live_versions(hits, live_versions)
+        if rounds >= settings.max_search_rounds:
+            break
+        selected = select_chunks(
+            live.hits, top_k=event.top_k, max_per_doc=settings.max_chunks_per_doc
+        )
+        next_limit = next_search_limit(
+            live,
+            fetched=len(hits),
+            limit=limit,
+            selected=len(selected),
+            top_k=event.top_k,
+            cap=cap,
+        )
+        if next_limit is None:
+            break
+        deps.retriever_metrics.search_rounds.labels(deps.metrics.service).inc()
+        _log.info(
+            "search_round_repeated",
+            query_id=event.query_id,
+            hidden=live.hidden,
+            unsettled=sorted(live.unsettled)[:5],
+            limit=next_limit,
+        )
+        limit = next_limit
+    return LiveSearch(live.hits, rounds, search_seconds, lookup_seconds)
+
+
 async def search_query(deps: Dependencies, event: QueryRequested) -> None:
-    """Embed the query, search the tenant's chunks, trim them to a context and publish it.
+    """Embed the query, search the tenant's live chunks, trim them to a context and publish it.
 
     An empty result is published too: the generator then says it does not know.
 
@@ -126,25 +229,18 @@ async def search_query(deps: Dependencies, event: QueryRequested) -> None:
     # The port runs the CPU-bound model on its own thread, so the loop keeps serving messages.
     vectors = await deps.model.embed([event.text])
     embedded = time.perf_counter()
-    hits = await deps.index.search(
-        tenant=event.tenant,
-        text=event.text,
-        vector=vectors[0],
-        alpha=settings.default_alpha,
-        limit=candidate_limit(
-            event.top_k, settings.search_overfetch, settings.max_search_candidates
-        ),
-    )
-    searched = time.perf_counter()
-    chunks = select_chunks(hits, top_k=event.top_k, max_per_doc=settings.max_chunks_per_doc)
+    found = await search_live(deps, event, vectors[0])
+    chunks = select_chunks(found.hits, top_k=event.top_k, max_per_doc=settings.max_chunks_per_doc)
     finished = time.perf_counter()
 
     deps.retriever_metrics.observe_stage("embed_query", embedded - started)
-    deps.retriever_metrics.observe_stage("search", searched - embedded)
+    deps.retriever_metrics.observe_stage("search", found.search_seconds)
+    deps.retriever_metrics.observe_stage("live_lookup", found.lookup_seconds)
     deps.retriever_metrics.retrieved_chunks.labels(deps.metrics.service).observe(len(chunks))
     timings = {
         "embed_query_ms": (embedded - started) * 1000,
-        "search_ms": (searched - embedded) * 1000,
+        "search_ms": found.search_seconds * 1000,
+        "live_lookup_ms": found.lookup_seconds * 1000,
         "retrieve_ms": (finished - started) * 1000,
     }
     context = build_context(event, chunks, timings)
@@ -155,7 +251,8 @@ async def search_query(deps: Dependencies, event: QueryRequested) -> None:
         "context_retrieved",
         query_id=event.query_id,
         tenant=event.tenant,
-        candidates=len(hits),
+        candidates=len(found.hits),
+        rounds=found.rounds,
         chunks=len(chunks),
         **{name: round(value, 1) for name, value in timings.items()},
     )

@@ -13,7 +13,7 @@ FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300
 class RetrieverMetrics:
     """The index and search instruments, registered on the service's registry.
 
-    Step durations (embed_query, search, upsert, retire) go to the shared
+    Step durations (embed_query, search, live_lookup, insert, switch, retire) go to the shared
     ``ragstream_stage_duration_seconds`` histogram through ``observe_stage``.
 
     Args:
@@ -33,11 +33,20 @@ class RetrieverMetrics:
             "stale_versions_skipped_total",
             "Document versions skipped because a newer version was already indexed.",
         )
-        self.chunks_upserted = base.counter(
-            "chunks_upserted_total", "Chunks written to the index (new or overwritten)."
+        self.unchanged_versions = base.counter(
+            "unchanged_versions_total",
+            "Document versions whose indexed content equals the live version's: nothing written.",
+        )
+        self.chunks_written = base.counter(
+            "chunks_written_total",
+            "Chunk objects written to the index (a redelivered version rewrites the same ids).",
         )
         self.chunks_retired = base.counter(
             "chunks_retired_total", "Chunks of superseded or deleted versions removed."
+        )
+        self.search_rounds = base.counter(
+            "search_extra_rounds_total",
+            "Extra hybrid searches because version filtering left a context short or unsettled.",
         )
         self.retrieved_chunks = base.histogram(
             "retrieved_chunks",

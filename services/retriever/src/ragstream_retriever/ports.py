@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from ragstream_retriever.domain import IndexedChunk, SearchHit
+from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
 
 __all__ = ["ChunkIndex", "QueryEmbedder"]
 
 
 class ChunkIndex(Protocol):
-    """The chunk store: versioned upserts and deletes per document, hybrid search per tenant."""
+    """The chunk store: per-document version records, chunk objects per version, hybrid search."""
 
-    async def indexed_version(self, tenant: str, doc_id: str) -> int | None:
-        """Return the highest version of the document the index has applied, deletions included."""
+    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        """Return the document's version record, None if it has never been applied."""
         ...
 
-    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
-        """Insert or overwrite ``chunks`` by their object ids."""
+    async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
+        """Return the live versions of those of ``doc_ids`` that have a record, in one lookup."""
         ...
 
-    async def delete_versions_below(self, tenant: str, doc_id: str, version: int) -> int:
-        """Delete the document's chunks older than ``version``; return how many went."""
+    async def write_record(self, record: DocumentRecord) -> None:
+        """Replace the document's version record with ``record`` in one write."""
         ...
 
-    async def record_version(
-        self, tenant: str, doc_id: str, version: int, chunk_count: int
-    ) -> None:
-        """Remember ``version`` as the document's applied version, even when it has no chunks."""
+    async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Write ``chunks`` under their object ids (writing an id again overwrites it)."""
+        ...
+
+    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
+        """Delete the document's chunks of every version but ``keep_version``; return how many."""
         ...
 
     async def search(
         self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
     ) -> list[SearchHit]:
-        """Return up to ``limit`` of the tenant's chunks by hybrid (BM25 + vector) relevance."""
+        """Return up to ``limit`` of the tenant's chunks by hybrid relevance, any version."""
         ...
 
 

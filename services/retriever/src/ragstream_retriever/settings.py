@@ -22,8 +22,10 @@ class RetrieverSettings(ServiceSettings):
     # Seconds; a query that takes longer than this is better retried than waited for.
     weaviate_query_timeout: float = Field(default=10.0, gt=0)
     weaviate_insert_timeout: float = Field(default=60.0, gt=0)
-    # Chunks live here; the highest version per document lives in "<collection>Versions".
-    collection: str = Field(default="Chunk", pattern=r"^[A-Z][_0-9A-Za-z]*$")
+    # Chunks live here; each document's version record (latest and live) in
+    # "<collection>Versions". Renamed from "Chunk" when the object shape changed (issue 3): a
+    # new shape gets a new name and a re-index, never an in-place migration.
+    collection: str = Field(default="RagChunk", pattern=r"^[A-Z][_0-9A-Za-z]*$")
 
     # Hybrid search: 0 is pure BM25, 1 is pure vector.
     default_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -33,6 +35,9 @@ class RetrieverSettings(ServiceSettings):
     # Fetch top_k * overfetch candidates so that dedup still leaves top_k when it can.
     search_overfetch: int = Field(default=3, ge=1)
     max_search_candidates: int = Field(default=150, ge=1)
+    # Hybrid searches one query may run: a second round when hiding non-live versions left the
+    # context short, or when a document's version switched between the search and the lookup.
+    max_search_rounds: int = Field(default=2, ge=1, le=5)
 
     # The vector size of the query model; vectors of any other size are refused as poison
     # because they could never be searched alongside the rest.

@@ -2,42 +2,65 @@
 
 Two collections:
 
-- ``<collection>`` (``Chunk``): one object per chunk of the current version of each document,
-  with its vector (self-provided, no vectorizer) and BM25 over text, title and heading path.
-- ``<collection>Versions`` (``ChunkVersions``): one small object per document holding the highest
-  version applied, so that a deletion (which leaves no chunk behind) still blocks an older version
-  from coming back.
+- ``<collection>`` (``RagChunk``): one object per chunk per document version, with its vector
+  (self-provided, no vectorizer) and BM25 over text, title and heading path. Two versions of a
+  document coexist here for the moment between the new one's inserts and the old one's retirement.
+- ``<collection>Versions`` (``RagChunkVersions``): one small object per document, the record that
+  says which version is live (readers filter on it) and which is the latest applied (the stale
+  check). Being one object, it is replaced in one write: that write is the switch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import weaviate
-from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from weaviate.classes.config import (
+    Configure,
+    ConsistencyLevel,
+    DataType,
+    Property,
+    Tokenization,
+)
 from weaviate.classes.init import AdditionalConfig, Timeout
-from weaviate.classes.query import Filter, MetadataQuery, Sort
+from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.collections.classes.data import DataObject
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
 from ragstream_common.events import utc_now
 from ragstream_common.logging import get_logger
-from ragstream_retriever.domain import IndexedChunk, SearchHit, document_object_id
+from ragstream_retriever.domain import (
+    DocumentRecord,
+    IndexedChunk,
+    LiveVersion,
+    SearchHit,
+    document_object_id,
+)
 from ragstream_retriever.settings import RetrieverSettings
 
 __all__ = ["IndexWriteError", "WeaviateIndex", "chunk_properties", "version_properties"]
 
 _log = get_logger(__name__)
 
-# Properties a search hit needs; the vector and bookkeeping fields stay on the server.
-_HIT_PROPERTIES = ["chunk_id", "doc_id", "title", "text", "position", "heading_path"]
+# Properties a search hit needs (the version, to keep only live ones); the vector and the other
+# bookkeeping fields stay on the server.
+_HIT_PROPERTIES = ["chunk_id", "doc_id", "title", "text", "position", "heading_path", "version"]
+_RECORD_PROPERTIES = [
+    "tenant",
+    "doc_id",
+    "latest_version",
+    "live_version",
+    "live_doc_hash",
+    "live_fingerprint",
+    "live_chunk_count",
+]
 # BM25 runs over what a reader sees; ids, hashes and sources are for filters only.
 _SEARCHED_PROPERTIES = ["text", "title", "heading_path"]
 # One gRPC batch per slice keeps each request far below the server's message size limit.
-_UPSERT_SLICE = 256
+_INSERT_SLICE = 256
 # delete_many removes at most the server's QUERY_MAXIMUM_RESULTS (10,000 by default) per call;
 # fewer matches than this mean nothing can be left behind.
 _DELETE_PASS_HINT = 1000
@@ -66,12 +89,21 @@ def chunk_properties() -> list[Property]:
         _keyword("chunk_id"),
         Property(name="title", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
         _keyword("source"),
+        # For filters (a later issue): whole-value tokens, not in BM25.
+        Property(
+            name="tags",
+            data_type=DataType.TEXT_ARRAY,
+            tokenization=Tokenization.FIELD,
+            index_filterable=True,
+            index_searchable=False,
+        ),
         Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
         Property(
             name="heading_path", data_type=DataType.TEXT_ARRAY, tokenization=Tokenization.WORD
         ),
         Property(name="position", data_type=DataType.INT),
-        Property(name="version", data_type=DataType.INT, index_range_filters=True),
+        Property(name="version", data_type=DataType.INT),
+        _keyword("doc_hash"),
         _keyword("content_hash"),
         _keyword("model"),
         Property(name="published_at", data_type=DataType.DATE),
@@ -83,14 +115,31 @@ def version_properties() -> list[Property]:
     return [
         _keyword("tenant"),
         _keyword("doc_id"),
-        Property(name="version", data_type=DataType.INT),
-        Property(name="chunk_count", data_type=DataType.INT),
+        Property(name="latest_version", data_type=DataType.INT),
+        Property(name="live_version", data_type=DataType.INT),
+        _keyword("live_doc_hash"),
+        _keyword("live_fingerprint"),
+        Property(name="live_chunk_count", data_type=DataType.INT),
         Property(name="updated_at", data_type=DataType.DATE),
     ]
 
 
 def _document_filter(tenant: str, doc_id: str) -> Any:
     return Filter.by_property("tenant").equal(tenant) & Filter.by_property("doc_id").equal(doc_id)
+
+
+def _record(properties: Any) -> DocumentRecord:
+    # Untyped collection: integers come back as ints, absent text as None.
+    props: dict[str, Any] = dict(properties)
+    return DocumentRecord(
+        tenant=str(props["tenant"]),
+        doc_id=str(props["doc_id"]),
+        latest_version=int(props["latest_version"]),
+        live_version=int(props["live_version"]),
+        live_doc_hash=props.get("live_doc_hash"),
+        live_fingerprint=props.get("live_fingerprint"),
+        live_chunk_count=int(props.get("live_chunk_count") or 0),
+    )
 
 
 class WeaviateIndex:
@@ -106,7 +155,12 @@ class WeaviateIndex:
         self.collection_name = collection
         self.versions_name = f"{collection}Versions"
         self._chunks = client.collections.use(collection)
-        self._versions = client.collections.use(self.versions_name)
+        # The switch is a write to this collection that readers must see once it is acknowledged:
+        # on a replicated cluster, QUORUM writes and QUORUM reads always overlap on a replica
+        # holding the latest record (on one node it changes nothing).
+        self._versions = client.collections.use(self.versions_name).with_consistency_level(
+            ConsistencyLevel.QUORUM
+        )
 
     @classmethod
     def from_settings(cls, settings: RetrieverSettings) -> WeaviateIndex:
@@ -197,34 +251,74 @@ class WeaviateIndex:
         """Delete both collections and everything in them (tests and re-index tooling)."""
         await self._client.collections.delete([self.collection_name, self.versions_name])
 
-    async def indexed_version(self, tenant: str, doc_id: str) -> int | None:
-        """Return the highest version applied for the document, from its record or its chunks.
-
-        Both are read, so that the answer is right even if the record was lost or never written
-        (a crash between the chunk writes and the record).
+    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        """Return the document's version record, None if no version of it was ever applied.
 
         Args:
             tenant: The tenant owning the document.
             doc_id: The document id.
         """
-        record, newest = await asyncio.gather(
-            self._versions.query.fetch_object_by_id(
-                document_object_id(tenant, doc_id), return_properties=["version"]
-            ),
-            self._chunks.query.fetch_objects(
-                filters=_document_filter(tenant, doc_id),
-                sort=Sort.by_property("version", ascending=False),
-                limit=1,
-                return_properties=["version"],
-            ),
+        found = await self._versions.query.fetch_object_by_id(
+            document_object_id(tenant, doc_id), return_properties=_RECORD_PROPERTIES
         )
-        versions = [int(obj.properties["version"]) for obj in newest.objects]  # type: ignore[arg-type]
-        if record is not None:
-            versions.append(int(record.properties["version"]))  # type: ignore[arg-type]
-        return max(versions, default=None)
+        return None if found is None else _record(found.properties)
 
-    async def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
-        """Insert or overwrite ``chunks`` by their deterministic ids.
+    async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
+        """Return the live version of each of ``doc_ids`` that has a record, in one request.
+
+        On the query path: only the three properties a reader needs come back.
+
+        Args:
+            tenant: The tenant owning the documents.
+            doc_ids: The documents to look up.
+        """
+        if not doc_ids:
+            return {}
+        ids = [document_object_id(tenant, doc_id) for doc_id in doc_ids]
+        result = await self._versions.query.fetch_objects(
+            filters=Filter.by_id().contains_any(ids),
+            limit=len(ids),
+            return_properties=["doc_id", "live_version", "live_chunk_count"],
+        )
+        live = {}
+        for obj in result.objects:
+            props: dict[str, Any] = dict(obj.properties)
+            live[str(props["doc_id"])] = LiveVersion(
+                version=int(props["live_version"]), chunk_count=int(props["live_chunk_count"])
+            )
+        return live
+
+    async def write_record(self, record: DocumentRecord) -> None:
+        """Replace the document's version record with ``record``, in one write.
+
+        Args:
+            record: The record to store.
+
+        Raises:
+            IndexWriteError: Weaviate rejected the record.
+        """
+        properties: dict[str, Any] = {
+            "tenant": record.tenant,
+            "doc_id": record.doc_id,
+            "latest_version": record.latest_version,
+            "live_version": record.live_version,
+            "live_doc_hash": record.live_doc_hash,
+            "live_fingerprint": record.live_fingerprint,
+            "live_chunk_count": record.live_chunk_count,
+            "updated_at": utc_now(),
+        }
+        obj = DataObject(
+            properties=properties, uuid=document_object_id(record.tenant, record.doc_id)
+        )
+        # A batch write replaces an existing object with the same id as a whole: an upsert.
+        result = await self._versions.data.insert_many([obj])
+        if result.has_errors:
+            raise IndexWriteError(
+                f"version record rejected: {next(iter(result.errors.values())).message}"
+            )
+
+    async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Write ``chunks`` under their deterministic ids (a redelivery overwrites, not adds).
 
         Args:
             chunks: The chunks of one document version.
@@ -232,12 +326,12 @@ class WeaviateIndex:
         Raises:
             IndexWriteError: Weaviate rejected some objects.
         """
-        for start in range(0, len(chunks), _UPSERT_SLICE):
+        for start in range(0, len(chunks), _INSERT_SLICE):
             objects = [
                 DataObject(
                     properties=chunk.properties(), uuid=chunk.object_id, vector=list(chunk.vector)
                 )
-                for chunk in chunks[start : start + _UPSERT_SLICE]
+                for chunk in chunks[start : start + _INSERT_SLICE]
             ]
             result = await self._chunks.data.insert_many(objects)
             if result.has_errors:
@@ -246,13 +340,13 @@ class WeaviateIndex:
                     f"{len(result.errors)} of {len(objects)} chunks rejected: {first.message}"
                 )
 
-    async def delete_versions_below(self, tenant: str, doc_id: str, version: int) -> int:
-        """Delete the document's chunks of versions older than ``version``.
+    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
+        """Delete the document's chunks of every version but ``keep_version``.
 
         Args:
             tenant: The tenant owning the document.
             doc_id: The document id.
-            version: The version that stays.
+            keep_version: The version that stays (a deletion's version: nothing stays).
 
         Returns:
             How many chunks were deleted.
@@ -260,7 +354,9 @@ class WeaviateIndex:
         Raises:
             IndexWriteError: Some deletions failed.
         """
-        where = _document_filter(tenant, doc_id) & Filter.by_property("version").less_than(version)
+        where = _document_filter(tenant, doc_id) & Filter.by_property("version").not_equal(
+            keep_version
+        )
         deleted = 0
         while True:
             result = await self._chunks.data.delete_many(where=where)
@@ -269,35 +365,6 @@ class WeaviateIndex:
             deleted += result.successful
             if result.matches < _DELETE_PASS_HINT:
                 return deleted
-
-    async def record_version(
-        self, tenant: str, doc_id: str, version: int, chunk_count: int
-    ) -> None:
-        """Remember ``version`` as the document's applied version.
-
-        Args:
-            tenant: The tenant owning the document.
-            doc_id: The document id.
-            version: The version just applied.
-            chunk_count: Its chunk count (0 for a deletion).
-
-        Raises:
-            IndexWriteError: Weaviate rejected the record.
-        """
-        properties: dict[str, Any] = {
-            "tenant": tenant,
-            "doc_id": doc_id,
-            "version": version,
-            "chunk_count": chunk_count,
-            "updated_at": utc_now(),
-        }
-        record = DataObject(properties=properties, uuid=document_object_id(tenant, doc_id))
-        # A batch write overwrites an existing object with the same id: an upsert.
-        result = await self._versions.data.insert_many([record])
-        if result.has_errors:
-            raise IndexWriteError(
-                f"version record rejected: {next(iter(result.errors.values())).message}"
-            )
 
     async def search(
         self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
@@ -334,20 +401,26 @@ class WeaviateIndex:
                     position=int(props.get("position") or 0),
                     heading_path=tuple(str(part) for part in props.get("heading_path") or ()),
                     score=float(obj.metadata.score or 0.0),
+                    version=int(props["version"]),
                 )
             )
         return hits
 
-    async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
-        """Return how many chunks the index holds, optionally for one tenant or document.
+    async def count(
+        self, tenant: str | None = None, doc_id: str | None = None, version: int | None = None
+    ) -> int:
+        """Return how many chunk objects the index holds, optionally of one tenant or document.
 
         Args:
             tenant: Count only this tenant's chunks.
             doc_id: Count only this document's chunks (with ``tenant``).
+            version: Count only this version's chunks (with ``tenant`` and ``doc_id``).
         """
         filters: Any = None
         if tenant is not None and doc_id is not None:
             filters = _document_filter(tenant, doc_id)
+            if version is not None:
+                filters = filters & Filter.by_property("version").equal(version)
         elif tenant is not None:
             filters = Filter.by_property("tenant").equal(tenant)
         result = await self._chunks.aggregate.over_all(filters=filters, total_count=True)
