@@ -232,7 +232,7 @@ def _pdf_bytes(lines: list[str]) -> bytes:
     pdf.add_page()
     pdf.set_font("helvetica", size=12)
     for line in lines:
-        pdf.multi_cell(0, 8, line)
+        pdf.multi_cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 
