@@ -1,5 +1,5 @@
 # The two commands of the README: `make up` runs the platform, `make test` runs the tests.
-# Both install what is missing first (uv, the Python environment; Kafka and Weaviate on first use).
+# Both install what is missing first (uv, the Python environment; Kafka, Weaviate and Redis on first use).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -41,7 +41,7 @@ unit: install
 	$(VENV_BIN)/pytest -m "not stack"
 
 # Everything: lint, unit and handler tests, then the tests on the real stack (which provision and
-# start Kafka, Weaviate and the services themselves, reusing whatever is already running).
+# start Kafka, Weaviate, Redis and the services themselves, reusing whatever is already running).
 test: lint
 	$(VENV_BIN)/pytest
 
