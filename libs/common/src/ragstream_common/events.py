@@ -28,8 +28,10 @@ __all__ = [
     "DocumentStatus",
     "DocumentUpserted",
     "EmbeddedChunk",
+    "QueryFilters",
     "QueryRequested",
     "RetrievedChunk",
+    "Usage",
     "utc_now",
 ]
 
@@ -165,6 +167,19 @@ class DocumentStatus(Event):
 # --- queries, contexts, answers topics --------------------------------------------------------
 
 
+class QueryFilters(BaseModel):
+    """Metadata a chunk must match to be retrieved; every given condition must hold."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Any of these sources.
+    sources: list[str] = Field(default_factory=list)
+    # Any of these tags.
+    tags: list[str] = Field(default_factory=list)
+    published_after: datetime | None = None
+    published_before: datetime | None = None
+
+
 class QueryRequested(Event):
     """A question asked through the gateway; ``reply_to`` names the replica waiting for it."""
 
@@ -174,6 +189,11 @@ class QueryRequested(Event):
     top_k: int = Field(default=5, ge=1, le=50)
     reply_to: str
     requested_at: datetime = Field(default_factory=utc_now)
+    # Hybrid balance: 1 is pure vector search, 0 pure BM25; None takes the retriever's default.
+    alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    filters: QueryFilters | None = None
+    # Chunks scoring below this are dropped; None takes the retriever's default.
+    min_score: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class RetrievedChunk(BaseModel):
@@ -188,6 +208,8 @@ class RetrievedChunk(BaseModel):
     position: int
     heading_path: list[str] = Field(default_factory=list)
     score: float
+    source: str = ""
+    tags: list[str] = Field(default_factory=list)
 
 
 class ContextRetrieved(Event):
@@ -209,6 +231,18 @@ class Citation(BaseModel):
     title: str
     snippet: str
     score: float
+    # Whether the answer's sentences citing [n] are supported by passage n's text.
+    supported: bool | None = None
+
+
+class Usage(BaseModel):
+    """Tokens and cost of the model calls behind one answer (LiteLLM's accounting)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class AnswerCompleted(Event):
@@ -223,6 +257,12 @@ class AnswerCompleted(Event):
     cached: bool = False
     timings: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
+    # Share of the answer's sentences supported by the retrieved text, in [0, 1].
+    groundedness: float | None = Field(default=None, ge=0.0, le=1.0)
+    usage: Usage | None = None
+    prompt_version: str | None = None
+    # The deployments tried, in order (fallbacks and cascade escalations), the answering one last.
+    attempts: list[str] = Field(default_factory=list)
 
 
 # --- <topic>.dlq ------------------------------------------------------------------------------
