@@ -94,7 +94,8 @@ def chunks_in_weaviate(platform: Platform) -> Iterator[Any]:
         grpc_port=settings.weaviate_grpc_port,
         skip_init_checks=True,
     )
-    collection = connection.collections.get(settings.collection)
+    # The collection is multi-tenant (a shard per tenant); these documents are the default tenant's.
+    collection = connection.collections.get(settings.collection).with_tenant("default")
 
     def count(doc_id: str) -> int:
         result = collection.aggregate.over_all(

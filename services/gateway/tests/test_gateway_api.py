@@ -143,6 +143,69 @@ class TestQuery:
             assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "gateway_total_ms"}
             assert len(h.gateway.replies) == 0
 
+    async def test_retrieval_options_travel_on_the_query_event(self) -> None:
+        """alpha, filters, min_score, top_k and tenant reach QueryRequested as the client sent."""
+        payload = {
+            "query": "q",
+            "top_k": 7,
+            "tenant": "acme",
+            "alpha": 0.25,
+            "min_score": 0.4,
+            "filters": {
+                "sources": ["wiki"],
+                "tags": ["ops"],
+                "published_after": "2024-01-01T00:00:00Z",
+                "published_before": "2024-06-30T12:00:00+02:00",
+            },
+        }
+        async with running(responder=_answer_for) as h:
+            response = await h.client.post("/v1/query", json=payload)
+            assert response.status_code == 200, response.text
+            (published,) = h.recorded.of(QUERIES)
+            query = QueryRequested.model_validate(published["body"])
+        assert (query.top_k, query.tenant, query.alpha, query.min_score) == (7, "acme", 0.25, 0.4)
+        assert query.filters is not None
+        assert (query.filters.sources, query.filters.tags) == (["wiki"], ["ops"])
+        assert query.filters.published_after == datetime(2024, 1, 1, tzinfo=UTC)
+        assert query.filters.published_before == datetime(2024, 6, 30, 10, tzinfo=UTC)
+
+    async def test_unset_retrieval_options_are_left_to_the_retriever(self) -> None:
+        """A plain query carries no alpha, filters or min_score, so the retriever's defaults hold."""
+        async with running(responder=_answer_for) as h:
+            await h.client.post("/v1/query", json={"query": "q"})
+            body = h.recorded.of(QUERIES)[0]["body"]
+        assert (body["alpha"], body["filters"], body["min_score"]) == (None, None, None)
+
+    async def test_answer_audit_fields_are_in_the_response(self) -> None:
+        """Groundedness, usage, prompt version, attempts and citation support reach the client."""
+
+        def audited(query: QueryRequested) -> AnswerCompleted:
+            return _answer_for(
+                query,
+                groundedness=0.5,
+                usage={"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.0},
+                prompt_version="v2",
+                attempts=["local"],
+                citations=[
+                    Citation(
+                        n=1,
+                        doc_id="d",
+                        chunk_id="d:0",
+                        title="T",
+                        snippet="s",
+                        score=0.7,
+                        supported=False,
+                    )
+                ],
+            )
+
+        async with running(responder=audited) as h:
+            body = (await h.client.post("/v1/query", json={"query": "q"})).json()
+        assert body["groundedness"] == 0.5
+        assert body["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.0}
+        assert (body["prompt_version"], body["attempts"]) == ("v2", ["local"])
+        assert body["citations"][0]["supported"] is False
+
     async def test_query_id_is_the_correlation_id(self) -> None:
         """Without a client id, the query id correlates the request, the message and the reply."""
         async with running(responder=_answer_for) as h:
@@ -211,6 +274,20 @@ class TestQuery:
             ({"query": "q", "top_k": 51}, "top_k"),
             ({"top_k": 5}, "query"),
             ({"query": "q", "tenant": "bad tenant"}, "tenant"),
+            ({"query": "q", "alpha": 2}, "alpha"),
+            ({"query": "q", "min_score": -1}, "min_score"),
+            ({"query": "q", "filters": {"tags": "ops"}}, "filters.tags"),
+            ({"query": "q", "filters": {"published_before": "yesterday"}}, "published_before"),
+            (
+                {
+                    "query": "q",
+                    "filters": {
+                        "published_after": "2024-02-01T00:00:00Z",
+                        "published_before": "2024-01-01T00:00:00Z",
+                    },
+                },
+                "published_after must not be later than published_before",
+            ),
         ],
     )
     async def test_invalid_queries_are_422_with_a_message(
@@ -514,8 +591,12 @@ class TestOperations:
                 "DocumentStatusView",
                 "QueryIn",
                 "QueryAnswer",
+                "FiltersIn",
+                "UsageOut",
                 "ErrorBody",
             } <= set(spec["components"]["schemas"])
+            query_in = spec["components"]["schemas"]["QueryIn"]["properties"]
+            assert {"alpha", "filters", "min_score", "top_k", "tenant"} <= set(query_in)
             assert "/metrics" not in spec["paths"]
 
     async def test_unexpected_error_is_a_json_message(

@@ -9,9 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from ragstream_common.events import AnswerCompleted, Citation, DocumentStatus
+from ragstream_common.events import (
+    AnswerCompleted,
+    Citation,
+    DocumentStatus,
+    QueryFilters,
+    Usage,
+)
 from ragstream_gateway.domain import (
     DocumentIn,
+    FiltersIn,
     PendingReplies,
     QueryIn,
     StatusBook,
@@ -377,6 +384,46 @@ class TestQueryIn:
         with pytest.raises(ValidationError):
             QueryIn.model_validate(payload)
 
+    def test_retrieval_options_default_to_the_retrievers(self) -> None:
+        """Without alpha, filters or min_score the query leaves them to the retriever."""
+        query = QueryIn(query="why?")
+        assert (query.alpha, query.filters, query.min_score) == (None, None, None)
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"alpha": -0.1},
+            {"alpha": 1.5},
+            {"min_score": -0.01},
+            {"min_score": 1.01},
+            {"filters": {"sources": "wiki"}},
+            {"filters": {"colour": ["red"]}},
+            {"filters": {"tags": ["t"] * 51}},
+            {"filters": {"published_after": "2024-01-01T00:00:00"}},
+            {
+                "filters": {
+                    "published_after": "2024-02-01T00:00:00Z",
+                    "published_before": "2024-01-01T00:00:00Z",
+                }
+            },
+        ],
+    )
+    def test_invalid_retrieval_options_are_refused(self, payload: dict[str, object]) -> None:
+        """alpha and min_score are in 0..1; filters are lists, zoned dates, a forward range."""
+        with pytest.raises(ValidationError):
+            QueryIn.model_validate({"query": "ok", **payload})
+
+
+class TestFiltersIn:
+    def test_converts_to_the_event_filters(self) -> None:
+        """The API filters become the QueryFilters the event carries, dates intact."""
+        after = datetime(2024, 1, 1, tzinfo=UTC)
+        filters = FiltersIn(sources=["wiki"], tags=["ops", "kafka"], published_after=after)
+
+        assert filters.to_event() == QueryFilters(
+            sources=["wiki"], tags=["ops", "kafka"], published_after=after
+        )
+
 
 class TestAnswerToResponse:
     def test_maps_fields_and_adds_gateway_total(self) -> None:
@@ -392,12 +439,53 @@ class TestAnswerToResponse:
             "title": "T",
             "snippet": "Paris is",
             "score": 0.9,
+            "supported": None,
         }
         assert response.timings == {
             "retrieve_ms": 12.0,
             "generate_ms": 30.5,
             "gateway_total_ms": 55.123,
         }
+        assert (response.groundedness, response.usage, response.prompt_version) == (
+            None,
+            None,
+            None,
+        )
+        assert response.attempts == []
+
+    def test_audit_fields_are_passed_through_when_present(self) -> None:
+        """Groundedness, usage, prompt version, attempts and citation support reach the body."""
+        answer = _answer().model_copy(
+            update={
+                "groundedness": 0.75,
+                "usage": Usage(prompt_tokens=120, completion_tokens=30, cost_usd=0.002),
+                "prompt_version": "answer-v3",
+                "attempts": ["cheap", "strong"],
+                "citations": [
+                    Citation(
+                        n=1,
+                        doc_id="d",
+                        chunk_id="d:0",
+                        title="T",
+                        snippet="s",
+                        score=0.9,
+                        supported=True,
+                    )
+                ],
+            }
+        )
+
+        response = answer_to_response(answer, gateway_total_ms=1.0)
+
+        assert response.groundedness == 0.75
+        assert response.usage is not None
+        assert response.usage.model_dump() == {
+            "prompt_tokens": 120,
+            "completion_tokens": 30,
+            "cost_usd": 0.002,
+        }
+        assert (response.prompt_version, response.attempts) == ("answer-v3", ["cheap", "strong"])
+        assert response.citations[0].supported is True
 
 
 class TestAcceptCorrelationId:

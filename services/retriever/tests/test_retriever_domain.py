@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ragstream_common.events import ChunksEmbedded, EmbeddedChunk, QueryRequested
+from ragstream_common.events import ChunksEmbedded, EmbeddedChunk, QueryFilters, QueryRequested
 from ragstream_retriever.domain import (
     DocumentRecord,
     IndexAction,
@@ -17,6 +17,7 @@ from ragstream_retriever.domain import (
     InvalidEmbeddingsError,
     LiveHits,
     LiveVersion,
+    MetadataFilter,
     SearchHit,
     as_utc,
     build_context,
@@ -27,9 +28,12 @@ from ragstream_retriever.domain import (
     document_status,
     freshness_seconds,
     index_fingerprint,
+    is_tenant_name,
     keep_live_versions,
+    metadata_filter,
     next_search_limit,
     plan_version,
+    resolve_option,
     select_chunks,
 )
 
@@ -252,7 +256,24 @@ class TestPlanVersion:
         assert plan.action is IndexAction.REAPPLY
 
 
+class TestIsTenantName:
+    @pytest.mark.parametrize("tenant", ["default", "acme", "Team_2", "a-b", "x" * 64])
+    def test_weaviate_compatible_names_are_accepted(self, tenant: str) -> None:
+        """Letters, digits, '_' and '-', 1 to 64 of them, make a tenant name."""
+        assert is_tenant_name(tenant)
+
+    @pytest.mark.parametrize("tenant", ["", "a b", "acme/x", "é", "x" * 65, "a\n"])
+    def test_other_names_are_refused(self, tenant: str) -> None:
+        """Anything Weaviate could not hold as a tenant is refused."""
+        assert not is_tenant_name(tenant)
+
+
 class TestChunksToIndex:
+    def test_a_tenant_weaviate_cannot_hold_is_a_contract_violation(self) -> None:
+        """A version of a tenant whose name cannot be a Weaviate tenant goes to the DLQ."""
+        with pytest.raises(InvalidEmbeddingsError, match="tenant"):
+            chunks_to_index(_event(_chunk("c1"), tenant="acme corp"), dimensions=4)
+
     def test_objects_carry_every_property_and_the_vector(self) -> None:
         """Each chunk becomes an object with document metadata, its own fields and its vector."""
         [chunk] = chunks_to_index(_event(_chunk("c1", position=7)), dimensions=4)
@@ -431,6 +452,23 @@ class TestSelectChunks:
         chosen = select_chunks([_hit("a", "a1", 0.9), _hit("a", "a1", 0.9)], top_k=5, max_per_doc=3)
         assert [chunk.chunk_id for chunk in chosen] == ["a1"]
 
+    def test_chunks_below_min_score_are_dropped(self) -> None:
+        """Chunks scoring under min_score are cut; one scoring exactly min_score stays."""
+        hits = [_hit("a", "a1", 0.9), _hit("b", "b1", 0.4), _hit("c", "c1", 0.39)]
+        chosen = select_chunks(hits, top_k=5, max_per_doc=3, min_score=0.4)
+        assert [chunk.chunk_id for chunk in chosen] == ["a1", "b1"]
+
+    def test_min_score_above_every_hit_leaves_nothing(self) -> None:
+        """A cut above the best score gives an empty context."""
+        chosen = select_chunks([_hit("a", "a1", 0.6)], top_k=5, max_per_doc=3, min_score=0.7)
+        assert chosen == []
+
+    def test_source_and_tags_are_carried(self) -> None:
+        """A retrieved chunk names its document's source and tags."""
+        hit = SearchHit("a1", "a", "T", "text", 0, (), 0.5, 1, source="wiki", tags=("x", "y"))
+        [chunk] = select_chunks([hit], top_k=1, max_per_doc=1)
+        assert (chunk.source, chunk.tags) == ("wiki", ["x", "y"])
+
     def test_ties_keep_the_index_order(self) -> None:
         """Equal scores keep the order the index returned them in."""
         hits = [_hit("a", "a1", 0.5), _hit("b", "b1", 0.5), _hit("c", "c1", 0.5)]
@@ -445,6 +483,47 @@ class TestSelectChunks:
         """Title, text, position and heading path reach the generator unchanged."""
         [chunk] = select_chunks([_hit("a", "a1", 0.7)], top_k=1, max_per_doc=1)
         assert (chunk.title, chunk.text, chunk.heading_path) == ("title a", "text a1", ["H"])
+
+
+class TestMetadataFilter:
+    def test_no_filters_is_the_empty_filter(self) -> None:
+        """A query without filters searches with a filter that lets everything through."""
+        assert metadata_filter(None) == MetadataFilter()
+        assert metadata_filter(None).is_empty
+        assert metadata_filter(QueryFilters()).is_empty
+
+    def test_values_are_deduplicated_and_sorted(self) -> None:
+        """Sources and tags become sorted tuples without repeats, so equal filters compare equal."""
+        built = metadata_filter(QueryFilters(sources=["b", "a", "b"], tags=["z", "y", "z"]))
+        assert (built.sources, built.tags) == (("a", "b"), ("y", "z"))
+        assert not built.is_empty
+
+    def test_dates_are_converted_to_utc(self) -> None:
+        """Published-at bounds with any zone become UTC; naive ones are read as UTC."""
+        plus_two = timezone(timedelta(hours=2))
+        built = metadata_filter(
+            QueryFilters(
+                published_after=datetime(2024, 3, 1, 12, tzinfo=plus_two),
+                published_before=datetime(2024, 4, 1),
+            )
+        )
+        assert built.published_after == datetime(2024, 3, 1, 10, tzinfo=UTC)
+        assert built.published_before == datetime(2024, 4, 1, tzinfo=UTC)
+
+    def test_describe_lists_only_the_set_conditions(self) -> None:
+        """The log form names the conditions that are set and nothing else."""
+        built = metadata_filter(QueryFilters(tags=["ops"]))
+        assert built.describe() == {"tags": ["ops"]}
+
+
+class TestResolveOption:
+    def test_unset_takes_the_default(self) -> None:
+        """A query that sets nothing gets the service's default."""
+        assert resolve_option(None, 0.5) == 0.5
+
+    def test_set_value_wins_even_when_zero(self) -> None:
+        """A query's explicit 0.0 is a choice (pure BM25, no cut), not an absence."""
+        assert resolve_option(0.0, 0.5) == 0.0
 
 
 class TestBuildContext:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from ragstream_common.events import (
     DeadLetter,
     DocumentStatus,
     EmbeddedChunk,
+    QueryFilters,
     QueryRequested,
     utc_now,
 )
@@ -26,7 +28,13 @@ from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS, EMBEDDINGS, QUERIES, dlq_name
 from ragstream_retriever.app import create_app
 from ragstream_retriever.dependencies import Dependencies
-from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
+from ragstream_retriever.domain import (
+    DocumentRecord,
+    IndexedChunk,
+    LiveVersion,
+    MetadataFilter,
+    SearchHit,
+)
 from ragstream_retriever.handlers import build_router
 from ragstream_retriever.settings import RetrieverSettings
 
@@ -90,10 +98,24 @@ class FakeIndex:
         return len(doomed)
 
     async def search(
-        self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
+        self,
+        *,
+        tenant: str,
+        text: str,
+        vector: Sequence[float],
+        alpha: float,
+        limit: int,
+        filters: MetadataFilter | None = None,
     ) -> list[SearchHit]:
         self.searches.append(
-            {"tenant": tenant, "text": text, "vector": list(vector), "alpha": alpha, "limit": limit}
+            {
+                "tenant": tenant,
+                "text": text,
+                "vector": list(vector),
+                "alpha": alpha,
+                "limit": limit,
+                "filters": filters,
+            }
         )
         hits = self.hit_rounds.pop(0) if self.hit_rounds else self.hits
         return hits[:limit]
@@ -460,8 +482,92 @@ class TestSearchRole:
             await publish_event(broker, query, topic=QUERIES, key=query.query_id)
 
         assert h.index.searches == [
-            {"tenant": "acme", "text": "setup?", "vector": [0.5] * DIMS, "alpha": 0.3, "limit": 20}
+            {
+                "tenant": "acme",
+                "text": "setup?",
+                "vector": [0.5] * DIMS,
+                "alpha": 0.3,
+                "limit": 20,
+                "filters": MetadataFilter(),
+            }
         ]
+
+    async def test_the_querys_alpha_overrides_the_default(self) -> None:
+        """A query that sets alpha is searched with it, not with default_alpha."""
+        h = _harness(default_alpha=0.3)
+        query = QueryRequested(tenant="acme", text="setup?", alpha=0.9, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        assert [search["alpha"] for search in h.index.searches] == [0.9]
+
+    async def test_the_querys_filters_reach_the_index_normalised(self) -> None:
+        """Sources and tags arrive deduplicated and sorted, dates in UTC, beside the tenant."""
+        h = _harness()
+        after = datetime(2024, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+        query = QueryRequested(
+            tenant="acme",
+            text="setup?",
+            filters=QueryFilters(
+                sources=["wiki", "blog", "wiki"], tags=["ops"], published_after=after
+            ),
+            reply_to="gw",
+        )
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [search] = h.index.searches
+        assert search["tenant"] == "acme"
+        assert search["filters"] == MetadataFilter(
+            sources=("blog", "wiki"),
+            tags=("ops",),
+            published_after=datetime(2024, 1, 1, tzinfo=UTC),
+        )
+
+    async def test_the_querys_min_score_cuts_weak_chunks(self) -> None:
+        """Chunks scoring below the query's min_score stay out of the context."""
+        h = _harness(min_score=0.0)
+        h.index.serve(_hit("a", "a1", 0.9), _hit("b", "b1", 0.6), _hit("c", "c1", 0.3))
+        query = QueryRequested(tenant="acme", text="setup?", min_score=0.5, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert [chunk.chunk_id for chunk in context.chunks] == ["a1", "b1"]
+
+    async def test_without_a_min_score_the_setting_applies(self) -> None:
+        """A query without min_score is cut at the retriever's min_score setting."""
+        h = _harness(min_score=0.7)
+        h.index.serve(_hit("a", "a1", 0.9), _hit("b", "b1", 0.6))
+        query = QueryRequested(tenant="acme", text="setup?", reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert [chunk.chunk_id for chunk in context.chunks] == ["a1"]
+
+    async def test_a_min_score_above_every_hit_publishes_an_empty_context(self) -> None:
+        """When the cut excludes every chunk, the context is still published, empty."""
+        h = _harness()
+        h.index.serve(_hit("a", "a1", 0.9))
+        query = QueryRequested(tenant="acme", text="setup?", min_score=0.95, reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert context.chunks == []
+
+    async def test_chunks_carry_their_source_and_tags(self) -> None:
+        """The context's chunks name the source and tags the index returned for them."""
+        h = _harness()
+        hit = dataclasses.replace(_hit("a", "a1", 0.9), source="wiki", tags=("ops", "kafka"))
+        h.index.serve(hit)
+        query = QueryRequested(tenant="acme", text="setup?", reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await publish_event(broker, query, topic=QUERIES, key=query.query_id)
+
+        [(context, _)] = h.contexts
+        assert (context.chunks[0].source, context.chunks[0].tags) == ("wiki", ["ops", "kafka"])
 
     async def test_the_query_text_is_what_gets_embedded(self) -> None:
         """The model is asked for exactly one vector: the query's text."""

@@ -12,7 +12,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
@@ -22,6 +23,7 @@ from ragstream_common.events import (
     ContextRetrieved,
     DocumentStatus,
     EmbeddedChunk,
+    QueryFilters,
     QueryRequested,
     utc_now,
 )
@@ -31,12 +33,20 @@ from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS
 from ragstream_retriever.adapters.embedding_model import AsyncEmbedder, load_query_model
 from ragstream_retriever.adapters.weaviate_index import WeaviateIndex
 from ragstream_retriever.dependencies import Dependencies
-from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
+from ragstream_retriever.domain import (
+    DocumentRecord,
+    IndexedChunk,
+    LiveVersion,
+    MetadataFilter,
+    SearchHit,
+)
 from ragstream_retriever.handlers import index_document, search_live, search_query
 from ragstream_retriever.ports import ChunkIndex
 from ragstream_retriever.settings import RetrieverSettings
 
 pytestmark = pytest.mark.stack
+
+GLOBEX_ONLY = "Project Nightjar launches the orbital greenhouse on the ninth of October."
 
 DOCS = {
     "kafka": [
@@ -315,6 +325,225 @@ class TestWeaviateIndex:
         assert context.timings["live_lookup_ms"] > 0
 
 
+def _with(event: ChunksEmbedded, **fields: Any) -> ChunksEmbedded:
+    """The same version with other document metadata (source, tags, published_at)."""
+    return event.model_copy(update=fields)
+
+
+async def _search(
+    index: WeaviateIndex,
+    model: AsyncEmbedder,
+    text: str,
+    *,
+    tenant: str = "acme",
+    filters: MetadataFilter | None = None,
+    limit: int = 20,
+) -> list[SearchHit]:
+    [vector] = await model.embed([text])
+    return await index.search(
+        tenant=tenant, text=text, vector=vector, alpha=0.5, limit=limit, filters=filters
+    )
+
+
+JAN, FEB, MAR = (datetime(2025, month, 15, tzinfo=UTC) for month in (1, 2, 3))
+
+
+class TestMetadataFilters:
+    @pytest.fixture
+    async def library(self, index: WeaviateIndex, model: AsyncEmbedder) -> WeaviateIndex:
+        """Three documents with distinct sources, tags and publication months."""
+        await _apply(
+            index,
+            model,
+            _with(
+                await _embedded(model, "kafka", 1, DOCS["kafka"]),
+                source="wiki",
+                tags=["streaming", "ops"],
+                published_at=JAN,
+            ),
+            _with(
+                await _embedded(model, "weaviate", 1, DOCS["weaviate"]),
+                source="blog",
+                tags=["search"],
+                published_at=FEB,
+            ),
+            _with(
+                await _embedded(model, "baking", 1, DOCS["baking"]),
+                source="cookbook",
+                tags=["food", "ops"],
+                published_at=MAR,
+            ),
+        )
+        return index
+
+    async def test_sources_filter_keeps_any_of_the_sources(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Only chunks whose source is one of the given sources are candidates."""
+        hits = await _search(
+            library, model, "kafka partitions", filters=MetadataFilter(sources=("blog", "cookbook"))
+        )
+        assert {hit.doc_id for hit in hits} == {"weaviate", "baking"}
+
+    async def test_tags_filter_keeps_chunks_with_any_of_the_tags(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """A chunk carrying at least one requested tag is a candidate; the others are not."""
+        hits = await _search(library, model, "hybrid search", filters=MetadataFilter(tags=("ops",)))
+        assert {hit.doc_id for hit in hits} == {"kafka", "baking"}
+
+    async def test_date_range_is_inclusive_on_both_ends(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """published_after and published_before bound the publication time, bounds included."""
+        hits = await _search(
+            library,
+            model,
+            "bread",
+            filters=MetadataFilter(published_after=FEB, published_before=MAR),
+        )
+        only_after = await _search(
+            library, model, "bread", filters=MetadataFilter(published_after=FEB + timedelta(1))
+        )
+        assert {hit.doc_id for hit in hits} == {"weaviate", "baking"}
+        assert {hit.doc_id for hit in only_after} == {"baking"}
+
+    async def test_conditions_combine_with_and(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """A tag that matches two documents and a source that matches one leave that one."""
+        hits = await _search(
+            library, model, "ops", filters=MetadataFilter(sources=("wiki",), tags=("ops",))
+        )
+        assert {hit.doc_id for hit in hits} == {"kafka"}
+
+    async def test_hits_carry_source_and_tags(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Every hit reports its document's source and tags as indexed."""
+        hits = await _search(library, model, "sourdough bread starter")
+        assert (hits[0].doc_id, hits[0].source, set(hits[0].tags)) == (
+            "baking",
+            "cookbook",
+            {"food", "ops"},
+        )
+
+    async def test_handler_applies_filters_and_min_score(
+        self, library: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Through the search handler a tags filter narrows the context, and a cut empties it."""
+        deps = _deps(library, model)
+        contexts: list[ContextRetrieved] = []
+
+        @deps.broker.subscriber(CONTEXTS)
+        async def collect(context: ContextRetrieved) -> None:
+            contexts.append(context)
+
+        tagged = QueryRequested(
+            tenant="acme", text="bread", filters=QueryFilters(tags=["search"]), reply_to="gw"
+        )
+        # No query word is in any chunk, so BM25 finds nothing and the best fused score is
+        # alpha (0.5): a cut at 0.9 must leave nothing.
+        cut = QueryRequested(
+            tenant="acme", text="zyxwv qwpf", alpha=0.5, min_score=0.9, reply_to="gw"
+        )
+        async with TestKafkaBroker(deps.broker):
+            await search_query(deps, tagged)
+            await search_query(deps, cut)
+
+        assert {chunk.doc_id for chunk in contexts[0].chunks} == {"weaviate"}
+        assert contexts[0].chunks[0].source == "blog"
+        assert contexts[1].chunks == []
+
+
+class TestTenantIsolation:
+    @pytest.fixture
+    async def twins(self, index: WeaviateIndex, model: AsyncEmbedder) -> WeaviateIndex:
+        """Tenants acme and globex each index doc_id "kafka" with the same text; acme more too."""
+        await _apply(
+            index,
+            model,
+            _with(await _embedded(model, "kafka", 1, DOCS["kafka"]), source="acme-wiki"),
+            _with(await _embedded(model, "baking", 1, DOCS["baking"]), source="acme-wiki"),
+            _with(
+                await _embedded(model, "kafka", 4, DOCS["kafka"], tenant="globex"),
+                source="globex-wiki",
+                tags=["secret"],
+            ),
+            # Only globex has this text: the best possible match for a query equal to it.
+            _with(
+                await _embedded(model, "plans", 1, [GLOBEX_ONLY], tenant="globex"),
+                source="globex-wiki",
+                tags=["secret"],
+            ),
+        )
+        return index
+
+    async def test_each_tenant_has_its_own_shard(self, twins: WeaviateIndex) -> None:
+        """Both tenants are Weaviate tenants of both collections, with their own objects."""
+        chunk_tenants = await twins._chunks.tenants.get()
+        version_tenants = await twins._versions.tenants.get()
+        assert {"acme", "globex"} <= set(chunk_tenants) & set(version_tenants)
+        assert (await twins.count("acme"), await twins.count("globex")) == (3, 3)
+
+    async def test_same_doc_id_and_text_never_leak(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Searching acme for the shared text returns acme's chunks only, never globex's."""
+        hits = await _search(twins, model, DOCS["kafka"][0])
+        assert hits
+        assert {hit.source for hit in hits} == {"acme-wiki"}
+        assert {hit.version for hit in hits if hit.doc_id == "kafka"} == {1}
+
+    async def test_exact_match_of_the_other_tenants_text_is_not_found(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """A query equal to a text only globex holds finds nothing of globex as acme."""
+        hits = await _search(twins, model, GLOBEX_ONLY)
+        assert GLOBEX_ONLY not in {hit.text for hit in hits}
+        assert {hit.source for hit in hits} <= {"acme-wiki"}
+
+    async def test_filters_on_the_other_tenants_metadata_find_nothing(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """Filtering acme's search on globex's source or tags cannot widen it to globex."""
+        by_source = await _search(
+            twins, model, GLOBEX_ONLY, filters=MetadataFilter(sources=("globex-wiki",))
+        )
+        by_tag = await _search(twins, model, GLOBEX_ONLY, filters=MetadataFilter(tags=("secret",)))
+        assert (by_source, by_tag) == ([], [])
+
+    async def test_version_records_are_per_tenant(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """The same doc_id has an independent record, live version and lookup in each tenant."""
+        assert await twins.live_versions("acme", {"kafka", "plans"}) == {"kafka": LiveVersion(1, 2)}
+        assert await twins.live_versions("globex", {"kafka"}) == {"kafka": LiveVersion(4, 2)}
+        hits = await _live_search(twins, model, DOCS["kafka"][1])
+        assert {hit.version for hit in hits if hit.doc_id == "kafka"} == {1}
+
+    async def test_deleting_in_one_tenant_leaves_the_other_intact(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """acme deleting its "kafka" removes acme's chunks and none of globex's."""
+        await _apply(twins, model, await _embedded(model, "kafka", 2, []))
+
+        assert await twins.count("acme", "kafka") == 0
+        assert await twins.count("globex", "kafka") == 2
+        hits = await _search(twins, model, DOCS["kafka"][0], tenant="globex")
+        assert "kafka" in {hit.doc_id for hit in hits}
+
+    async def test_unknown_or_invalid_tenants_see_nothing(
+        self, twins: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """A tenant that never wrote, or a name Weaviate cannot hold, gets empty answers."""
+        for tenant in ("initech", "no such/tenant"):
+            assert await _search(twins, model, DOCS["kafka"][0], tenant=tenant) == []
+            assert await twins.live_versions(tenant, {"kafka"}) == {}
+            assert await twins.document_record(tenant, "kafka") is None
+            assert await twins.count(tenant) == 0
+
+
 @dataclass
 class SlowSwitchIndex:
     """The real index, pausing after the inserts and after the switch, and recording both.
@@ -347,10 +576,17 @@ class SlowSwitchIndex:
         return await self.inner.delete_other_versions(tenant, doc_id, keep_version)
 
     async def search(
-        self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
+        self,
+        *,
+        tenant: str,
+        text: str,
+        vector: Sequence[float],
+        alpha: float,
+        limit: int,
+        filters: MetadataFilter | None = None,
     ) -> list[SearchHit]:
         hits = await self.inner.search(
-            tenant=tenant, text=text, vector=vector, alpha=alpha, limit=limit
+            tenant=tenant, text=text, vector=vector, alpha=alpha, limit=limit, filters=filters
         )
         self.raw_searches.append(hits)
         return hits

@@ -11,11 +11,23 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from ragstream_common.events import AnswerCompleted, DocumentStage, DocumentStatus
+from ragstream_common.events import (
+    AnswerCompleted,
+    DocumentStage,
+    DocumentStatus,
+    QueryFilters,
+)
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -26,10 +38,12 @@ __all__ = [
     "DocumentIn",
     "DocumentStatusView",
     "ErrorBody",
+    "FiltersIn",
     "PendingReplies",
     "QueryAnswer",
     "QueryIn",
     "StatusBook",
+    "UsageOut",
     "accept_correlation_id",
     "answer_to_response",
     "content_size",
@@ -351,6 +365,44 @@ def _fresh_entry(
 # --- queries ------------------------------------------------------------------------------------
 
 
+MAX_FILTER_VALUES = 50
+FilterValue = Annotated[str, Field(max_length=256)]
+
+
+class FiltersIn(BaseModel):
+    """Metadata a passage must match to be retrieved; every given condition must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[FilterValue] = Field(
+        default_factory=list,
+        max_length=MAX_FILTER_VALUES,
+        description="Only passages of documents with one of these sources (none: any).",
+    )
+    tags: list[FilterValue] = Field(
+        default_factory=list,
+        max_length=MAX_FILTER_VALUES,
+        description="Only passages of documents carrying at least one of these tags (none: any).",
+    )
+    published_after: AwareDatetime | None = Field(
+        default=None, description="Only documents published at or after this time (with zone)."
+    )
+    published_before: AwareDatetime | None = Field(
+        default=None, description="Only documents published at or before this time (with zone)."
+    )
+
+    @model_validator(mode="after")
+    def _range_not_inverted(self) -> Self:
+        after, before = self.published_after, self.published_before
+        if after is not None and before is not None and after > before:
+            raise ValueError("published_after must not be later than published_before")
+        return self
+
+    def to_event(self) -> QueryFilters:
+        """Return the filters as the query event carries them."""
+        return QueryFilters.model_validate(self.model_dump())
+
+
 class QueryIn(BaseModel):
     """A question to answer from the indexed documents (``POST /v1/query``)."""
 
@@ -359,6 +411,21 @@ class QueryIn(BaseModel):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     top_k: int = Field(default=5, ge=1, le=50, description="How many passages to retrieve.")
     tenant: str = Field(default=DEFAULT_TENANT, pattern=TENANT_PATTERN)
+    alpha: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid balance: 0 keyword (BM25) only, 1 vector only; "
+        "none takes the retriever's default (0.5).",
+    )
+    filters: FiltersIn | None = Field(default=None, description="Metadata filters.")
+    min_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Drop passages whose hybrid score (0..1, relative to the query's result "
+        "set) is below this; none takes the retriever's default.",
+    )
 
     @field_validator("query")
     @classmethod
@@ -377,6 +444,18 @@ class CitationOut(BaseModel):
     title: str
     snippet: str
     score: float
+    supported: bool | None = Field(
+        default=None,
+        description="Whether the answer's sentences citing [n] are supported by this passage.",
+    )
+
+
+class UsageOut(BaseModel):
+    """Tokens and cost of the model calls behind an answer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
 
 
 class QueryAnswer(BaseModel):
@@ -389,6 +468,15 @@ class QueryAnswer(BaseModel):
     cached: bool
     timings: dict[str, float] = Field(
         description="Milliseconds per stage (<stage>_ms), plus gateway_total_ms end to end."
+    )
+    groundedness: float | None = Field(
+        default=None, description="Share of the answer's sentences supported by the passages."
+    )
+    usage: UsageOut | None = None
+    prompt_version: str | None = None
+    attempts: list[str] = Field(
+        default_factory=list,
+        description="The model deployments tried, in order, the answering one last.",
     )
 
 
@@ -413,6 +501,10 @@ def answer_to_response(answer: AnswerCompleted, gateway_total_ms: float) -> Quer
         model=answer.model,
         cached=answer.cached,
         timings={**answer.timings, "gateway_total_ms": round(gateway_total_ms, 3)},
+        groundedness=answer.groundedness,
+        usage=UsageOut.model_validate(answer.usage.model_dump()) if answer.usage else None,
+        prompt_version=answer.prompt_version,
+        attempts=list(answer.attempts),
     )
 
 

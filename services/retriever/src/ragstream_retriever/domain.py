@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from ragstream_common.events import (
     ChunksEmbedded,
     ContextRetrieved,
     DocumentStatus,
+    QueryFilters,
     QueryRequested,
     RetrievedChunk,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "InvalidEmbeddingsError",
     "LiveHits",
     "LiveVersion",
+    "MetadataFilter",
     "SearchHit",
     "as_utc",
     "build_context",
@@ -45,9 +48,12 @@ __all__ = [
     "document_status",
     "freshness_seconds",
     "index_fingerprint",
+    "is_tenant_name",
     "keep_live_versions",
+    "metadata_filter",
     "next_search_limit",
     "plan_version",
+    "resolve_option",
     "select_chunks",
 ]
 
@@ -55,8 +61,22 @@ __all__ = [
 OBJECT_ID_NAMESPACE = uuid.UUID("5b0f2d8e-6c1a-4c55-9a57-7c0e2f1d9b31")
 
 
+# Weaviate's rule for tenant names; every ragstream tenant is a Weaviate tenant (the gateway
+# enforces a stricter form of the same rule on input).
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class InvalidEmbeddingsError(ValueError):
     """A ChunksEmbedded message that can never be indexed as it stands (a contract violation)."""
+
+
+def is_tenant_name(tenant: str) -> bool:
+    """Return whether ``tenant`` can be a Weaviate tenant (letters, digits, '_', '-'; 1..64).
+
+    Args:
+        tenant: The ragstream tenant.
+    """
+    return _TENANT_NAME.fullmatch(tenant) is not None
 
 
 def chunk_object_id(tenant: str, doc_id: str, version: int, chunk_id: str) -> uuid.UUID:
@@ -266,9 +286,13 @@ def chunks_to_index(event: ChunksEmbedded, dimensions: int) -> list[IndexedChunk
         dimensions: The vector size of the query model; any other size could never be searched.
 
     Raises:
-        InvalidEmbeddingsError: A chunk belongs to another document, a chunk id repeats, or a
-            vector has the wrong size.
+        InvalidEmbeddingsError: The tenant cannot be a Weaviate tenant, a chunk belongs to
+            another document, a chunk id repeats, or a vector has the wrong size.
     """
+    if not is_tenant_name(event.tenant):
+        raise InvalidEmbeddingsError(
+            f"tenant {event.tenant[:80]!r} is not a valid tenant name (letters, digits, '_', '-')"
+        )
     foreign = sorted({chunk.doc_id for chunk in event.chunks} - {event.doc_id})
     if foreign:
         raise InvalidEmbeddingsError(
@@ -362,6 +386,75 @@ class SearchHit:
     heading_path: tuple[str, ...]
     score: float
     version: int
+    source: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataFilter:
+    """The metadata conditions of one search, normalised; every given condition must hold.
+
+    There is deliberately no tenant here: the index scopes every search to the tenant it is
+    given, so no filter a client sends can widen (or replace) that scope.
+
+    Args:
+        sources: The chunk's source must be one of these (none: any source).
+        tags: The chunk must carry at least one of these tags (none: any tags).
+        published_after: The document was published at or after this moment (UTC).
+        published_before: The document was published at or before this moment (UTC).
+    """
+
+    sources: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    published_after: datetime | None = None
+    published_before: datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether the filter lets every chunk through."""
+        return not (self.sources or self.tags or self.published_after or self.published_before)
+
+    def describe(self) -> dict[str, Any]:
+        """Return the conditions that are set, for logs."""
+        described: dict[str, Any] = {}
+        if self.sources:
+            described["sources"] = list(self.sources)
+        if self.tags:
+            described["tags"] = list(self.tags)
+        if self.published_after:
+            described["published_after"] = self.published_after.isoformat()
+        if self.published_before:
+            described["published_before"] = self.published_before.isoformat()
+        return described
+
+
+def metadata_filter(filters: QueryFilters | None) -> MetadataFilter:
+    """Normalise a query's filters: values deduplicated and sorted, dates in UTC.
+
+    Empty strings are kept as values: a document published without a source has source ``""``,
+    and asking for it is legitimate.
+
+    Args:
+        filters: The filters as the query carries them (None: no filter).
+    """
+    if filters is None:
+        return MetadataFilter()
+    return MetadataFilter(
+        sources=tuple(sorted(set(filters.sources))),
+        tags=tuple(sorted(set(filters.tags))),
+        published_after=as_utc(filters.published_after) if filters.published_after else None,
+        published_before=as_utc(filters.published_before) if filters.published_before else None,
+    )
+
+
+def resolve_option(requested: float | None, default: float) -> float:
+    """Return the query's value for a search option, or the service's default when it set none.
+
+    Args:
+        requested: The value the query carries (None: not set).
+        default: The retriever's setting.
+    """
+    return default if requested is None else requested
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,22 +539,26 @@ def candidate_limit(top_k: int, overfetch: int, cap: int) -> int:
 
 
 def select_chunks(
-    hits: Iterable[SearchHit], *, top_k: int, max_per_doc: int
+    hits: Iterable[SearchHit], *, top_k: int, max_per_doc: int, min_score: float = 0.0
 ) -> list[RetrievedChunk]:
     """Rank candidates by score and keep the best ``top_k``, at most ``max_per_doc`` per document.
 
-    Ties keep the index's order (the sort is stable), and a chunk returned twice counts once.
+    Candidates scoring below ``min_score`` are dropped first, so a weak chunk never fills a place
+    a document's cap freed. Ties keep the index's order (the sort is stable), and a chunk
+    returned twice counts once.
 
     Args:
         hits: The index's candidates, in any order.
         top_k: How many chunks to keep.
         max_per_doc: How many chunks of one document may appear.
+        min_score: The lowest hybrid score kept (Weaviate's relative fusion score, 0..1).
     """
     per_doc: Counter[str] = Counter()
     seen: set[tuple[str, str]] = set()
     selected: list[RetrievedChunk] = []
     for hit in sorted(hits, key=lambda candidate: candidate.score, reverse=True):
-        if len(selected) == top_k:
+        if len(selected) == top_k or hit.score < min_score:
+            # Sorted by score: once one is below the cut, all the rest are too.
             break
         identity = (hit.doc_id, hit.chunk_id)
         if identity in seen or per_doc[hit.doc_id] >= max_per_doc:
@@ -477,6 +574,8 @@ def select_chunks(
                 position=hit.position,
                 heading_path=list(hit.heading_path),
                 score=hit.score,
+                source=hit.source,
+                tags=list(hit.tags),
             )
         )
     return selected

@@ -27,8 +27,10 @@ from ragstream_retriever.domain import (
     document_status,
     freshness_seconds,
     keep_live_versions,
+    metadata_filter,
     next_search_limit,
     plan_version,
+    resolve_option,
     select_chunks,
 )
 
@@ -168,6 +170,9 @@ async def search_live(
         vector: The query's embedding.
     """
     settings, index = deps.settings, deps.index
+    alpha = resolve_option(event.alpha, settings.default_alpha)
+    min_score = resolve_option(event.min_score, settings.min_score)
+    filters = metadata_filter(event.filters)
     cap = settings.max_search_candidates
     limit = candidate_limit(event.top_k, settings.search_overfetch, cap)
     search_seconds = lookup_seconds = 0.0
@@ -179,8 +184,9 @@ async def search_live(
             tenant=event.tenant,
             text=event.text,
             vector=vector,
-            alpha=settings.default_alpha,
+            alpha=alpha,
             limit=limit,
+            filters=filters,
         )
         searched = time.perf_counter()
         live_versions = await index.live_versions(event.tenant, {hit.doc_id for hit in hits})
@@ -191,7 +197,10 @@ async def search_live(
         if rounds >= settings.max_search_rounds:
             break
         selected = select_chunks(
-            live.hits, top_k=event.top_k, max_per_doc=settings.max_chunks_per_doc
+            live.hits,
+            top_k=event.top_k,
+            max_per_doc=settings.max_chunks_per_doc,
+            min_score=min_score,
         )
         next_limit = next_search_limit(
             live,
@@ -230,7 +239,13 @@ async def search_query(deps: Dependencies, event: QueryRequested) -> None:
     vectors = await deps.model.embed([event.text])
     embedded = time.perf_counter()
     found = await search_live(deps, event, vectors[0])
-    chunks = select_chunks(found.hits, top_k=event.top_k, max_per_doc=settings.max_chunks_per_doc)
+    min_score = resolve_option(event.min_score, settings.min_score)
+    chunks = select_chunks(
+        found.hits,
+        top_k=event.top_k,
+        max_per_doc=settings.max_chunks_per_doc,
+        min_score=min_score,
+    )
     finished = time.perf_counter()
 
     deps.retriever_metrics.observe_stage("embed_query", embedded - started)
@@ -253,6 +268,9 @@ async def search_query(deps: Dependencies, event: QueryRequested) -> None:
         tenant=event.tenant,
         candidates=len(found.hits),
         rounds=found.rounds,
+        alpha=resolve_option(event.alpha, settings.default_alpha),
+        min_score=min_score,
+        filters=metadata_filter(event.filters).describe(),
         chunks=len(chunks),
         **{name: round(value, 1) for name, value in timings.items()},
     )

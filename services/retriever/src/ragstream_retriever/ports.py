@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from ragstream_retriever.domain import DocumentRecord, IndexedChunk, LiveVersion, SearchHit
+from ragstream_retriever.domain import (
+    DocumentRecord,
+    IndexedChunk,
+    LiveVersion,
+    MetadataFilter,
+    SearchHit,
+)
 
 __all__ = ["ChunkIndex", "QueryEmbedder"]
 
@@ -34,9 +40,20 @@ class ChunkIndex(Protocol):
         ...
 
     async def search(
-        self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
+        self,
+        *,
+        tenant: str,
+        text: str,
+        vector: Sequence[float],
+        alpha: float,
+        limit: int,
+        filters: MetadataFilter | None = None,
     ) -> list[SearchHit]:
-        """Return up to ``limit`` of the tenant's chunks by hybrid relevance, any version."""
+        """Return up to ``limit`` of the tenant's chunks matching ``filters`` (None: all), any version.
+
+        Implementations scope the search to ``tenant`` themselves: it is not a filter the
+        caller may forget or a client may override.
+        """
         ...
 
 

@@ -23,12 +23,18 @@ class RetrieverSettings(ServiceSettings):
     weaviate_query_timeout: float = Field(default=10.0, gt=0)
     weaviate_insert_timeout: float = Field(default=60.0, gt=0)
     # Chunks live here; each document's version record (latest and live) in
-    # "<collection>Versions". Renamed from "Chunk" when the object shape changed (issue 3): a
-    # new shape gets a new name and a re-index, never an in-place migration.
-    collection: str = Field(default="RagChunk", pattern=r"^[A-Z][_0-9A-Za-z]*$")
+    # "<collection>Versions". A new shape gets a new name and a re-index, never an in-place
+    # migration: "Chunk", then "RagChunk" (issue 3: versions), then "RagTenantChunk" (issue 4:
+    # native multi-tenancy, a shard per tenant).
+    collection: str = Field(default="RagTenantChunk", pattern=r"^[A-Z][_0-9A-Za-z]*$")
 
-    # Hybrid search: 0 is pure BM25, 1 is pure vector.
+    # Hybrid search: 0 is pure BM25, 1 is pure vector; a query's own alpha overrides it. Not
+    # tuned on an evaluation set yet (there is none): the even balance, see the README.
     default_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Chunks whose hybrid score (Weaviate's relative score fusion, 0..1 within one result set)
+    # is below this are dropped; a query's own min_score overrides it. The default trims only
+    # the tail: chunks near the bottom of both the BM25 and the vector ranking.
+    min_score: float = Field(default=0.05, ge=0.0, le=1.0)
     # At most this many chunks of one document in a context, so one document cannot crowd out
     # the rest.
     max_chunks_per_doc: int = Field(default=3, ge=1)

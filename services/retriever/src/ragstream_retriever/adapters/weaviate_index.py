@@ -1,13 +1,19 @@
 """The chunk index on Weaviate, through the v4 client's async API.
 
+Both collections use Weaviate's native multi-tenancy: each ragstream tenant is a Weaviate tenant
+(its own shard, created on its first write), and every read and write goes through
+``collection.with_tenant(tenant)``. A request of one tenant addresses only that tenant's shard,
+so no filter, bug in a filter or query text can reach another tenant's objects.
+
 Two collections:
 
-- ``<collection>`` (``RagChunk``): one object per chunk per document version, with its vector
-  (self-provided, no vectorizer) and BM25 over text, title and heading path. Two versions of a
-  document coexist here for the moment between the new one's inserts and the old one's retirement.
-- ``<collection>Versions`` (``RagChunkVersions``): one small object per document, the record that
-  says which version is live (readers filter on it) and which is the latest applied (the stale
-  check). Being one object, it is replaced in one write: that write is the switch.
+- ``<collection>`` (``RagTenantChunk``): one object per chunk per document version, with its
+  vector (self-provided, no vectorizer) and BM25 over text, title and heading path. Two versions
+  of a document coexist here for the moment between the new one's inserts and the old one's
+  retirement.
+- ``<collection>Versions`` (``RagTenantChunkVersions``): one small object per document, the
+  record that says which version is live (readers filter on it) and which is the latest applied
+  (the stale check). Being one object, it is replaced in one write: that write is the switch.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from weaviate.classes.config import (
     Tokenization,
 )
 from weaviate.classes.init import AdditionalConfig, Timeout
-from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections.classes.data import DataObject
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
@@ -36,18 +42,36 @@ from ragstream_retriever.domain import (
     DocumentRecord,
     IndexedChunk,
     LiveVersion,
+    MetadataFilter,
     SearchHit,
     document_object_id,
+    is_tenant_name,
 )
 from ragstream_retriever.settings import RetrieverSettings
 
-__all__ = ["IndexWriteError", "WeaviateIndex", "chunk_properties", "version_properties"]
+__all__ = [
+    "IndexWriteError",
+    "WeaviateIndex",
+    "chunk_properties",
+    "search_filter",
+    "version_properties",
+]
 
 _log = get_logger(__name__)
 
 # Properties a search hit needs (the version, to keep only live ones); the vector and the other
 # bookkeeping fields stay on the server.
-_HIT_PROPERTIES = ["chunk_id", "doc_id", "title", "text", "position", "heading_path", "version"]
+_HIT_PROPERTIES = [
+    "chunk_id",
+    "doc_id",
+    "title",
+    "text",
+    "position",
+    "heading_path",
+    "version",
+    "source",
+    "tags",
+]
 _RECORD_PROPERTIES = [
     "tenant",
     "doc_id",
@@ -89,7 +113,7 @@ def chunk_properties() -> list[Property]:
         _keyword("chunk_id"),
         Property(name="title", data_type=DataType.TEXT, tokenization=Tokenization.WORD),
         _keyword("source"),
-        # For filters (a later issue): whole-value tokens, not in BM25.
+        # For tag filters (contains_any): whole-value tokens, not in BM25.
         Property(
             name="tags",
             data_type=DataType.TEXT_ARRAY,
@@ -128,6 +152,37 @@ def _document_filter(tenant: str, doc_id: str) -> Any:
     return Filter.by_property("tenant").equal(tenant) & Filter.by_property("doc_id").equal(doc_id)
 
 
+def search_filter(tenant: str, filters: MetadataFilter | None = None) -> Any:
+    """Return the Weaviate filter of one search: the tenant AND every metadata condition.
+
+    The tenant condition is always the outermost AND, so no metadata condition can widen the
+    search beyond the tenant; this is the only place search filters are built.
+
+    Args:
+        tenant: The tenant whose chunks are searched.
+        filters: The query's metadata conditions (None: none).
+    """
+    # Redundant with the tenant's shard, on purpose: a second, independent guard.
+    conditions: list[Any] = [Filter.by_property("tenant").equal(tenant)]
+    if filters is not None:
+        if filters.sources:
+            # ``source`` is a whole-value keyword, so equality is exact; any of them matches.
+            conditions.append(
+                Filter.any_of([Filter.by_property("source").equal(s) for s in filters.sources])
+            )
+        if filters.tags:
+            conditions.append(Filter.by_property("tags").contains_any(list(filters.tags)))
+        if filters.published_after is not None:
+            conditions.append(
+                Filter.by_property("published_at").greater_or_equal(filters.published_after)
+            )
+        if filters.published_before is not None:
+            conditions.append(
+                Filter.by_property("published_at").less_or_equal(filters.published_before)
+            )
+    return conditions[0] if len(conditions) == 1 else Filter.all_of(conditions)
+
+
 def _record(properties: Any) -> DocumentRecord:
     # Untyped collection: integers come back as ints, absent text as None.
     props: dict[str, Any] = dict(properties)
@@ -161,6 +216,24 @@ class WeaviateIndex:
         self._versions = client.collections.use(self.versions_name).with_consistency_level(
             ConsistencyLevel.QUORUM
         )
+        # Tenants known to exist, per collection. Weaviate answers a read of a tenant it does not
+        # have with an error, not with nothing; tenants are created (on first write) and never
+        # removed here, so a positive answer can be remembered for the life of the process.
+        self._known_tenants: dict[str, set[str]] = {
+            self.collection_name: set(),
+            self.versions_name: set(),
+        }
+
+    async def _has_tenant(self, collection: Any, tenant: str) -> bool:
+        """Return whether ``collection`` has a shard for ``tenant`` (one request, then cached)."""
+        known = self._known_tenants[collection.name]
+        if tenant in known:
+            return True
+        # A name Weaviate cannot hold has no data, and asking about it would only be an error.
+        if not is_tenant_name(tenant) or not await collection.tenants.exists(tenant):
+            return False
+        known.add(tenant)
+        return True
 
     @classmethod
     def from_settings(cls, settings: RetrieverSettings) -> WeaviateIndex:
@@ -220,7 +293,12 @@ class WeaviateIndex:
         await self._client.close()
 
     async def ensure_collections(self) -> None:
-        """Create both collections if they do not exist; safe to race with other replicas."""
+        """Create both collections if they do not exist; safe to race with other replicas.
+
+        Raises:
+            RuntimeError: A collection of that name exists without multi-tenancy (a collection
+                of an older shape): it cannot be used, pick another ``collection`` name.
+        """
         await self._ensure(
             self.collection_name,
             properties=chunk_properties(),
@@ -237,15 +315,28 @@ class WeaviateIndex:
         )
 
     async def _ensure(self, name: str, **config: Any) -> None:
-        if await self._client.collections.exists(name):
-            return
-        try:
-            await self._client.collections.create(name, **config)
-            _log.info("collection_created", collection=name)
-        except UnexpectedStatusCodeError:
-            # Another replica may have created it between our check and our request.
-            if not await self._client.collections.exists(name):
-                raise
+        if not await self._client.collections.exists(name):
+            try:
+                await self._client.collections.create(
+                    name,
+                    # A tenant's shard appears with its first write and is loaded when used.
+                    multi_tenancy_config=Configure.multi_tenancy(
+                        enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
+                    ),
+                    **config,
+                )
+                _log.info("collection_created", collection=name)
+                return
+            except UnexpectedStatusCodeError:
+                # Another replica may have created it between our check and our request.
+                if not await self._client.collections.exists(name):
+                    raise
+        existing = await self._client.collections.use(name).config.get()
+        if not existing.multi_tenancy_config.enabled:
+            raise RuntimeError(
+                f"collection {name!r} exists without multi-tenancy (an older shape); "
+                "set another RAGSTREAM_COLLECTION and re-index into it"
+            )
 
     async def drop_collections(self) -> None:
         """Delete both collections and everything in them (tests and re-index tooling)."""
@@ -258,7 +349,9 @@ class WeaviateIndex:
             tenant: The tenant owning the document.
             doc_id: The document id.
         """
-        found = await self._versions.query.fetch_object_by_id(
+        if not await self._has_tenant(self._versions, tenant):
+            return None
+        found = await self._versions.with_tenant(tenant).query.fetch_object_by_id(
             document_object_id(tenant, doc_id), return_properties=_RECORD_PROPERTIES
         )
         return None if found is None else _record(found.properties)
@@ -272,10 +365,10 @@ class WeaviateIndex:
             tenant: The tenant owning the documents.
             doc_ids: The documents to look up.
         """
-        if not doc_ids:
+        if not doc_ids or not await self._has_tenant(self._versions, tenant):
             return {}
         ids = [document_object_id(tenant, doc_id) for doc_id in doc_ids]
-        result = await self._versions.query.fetch_objects(
+        result = await self._versions.with_tenant(tenant).query.fetch_objects(
             filters=Filter.by_id().contains_any(ids),
             limit=len(ids),
             return_properties=["doc_id", "live_version", "live_chunk_count"],
@@ -311,21 +404,28 @@ class WeaviateIndex:
             properties=properties, uuid=document_object_id(record.tenant, record.doc_id)
         )
         # A batch write replaces an existing object with the same id as a whole: an upsert.
-        result = await self._versions.data.insert_many([obj])
+        # The batch path creates the tenant's shard if this is the tenant's first write.
+        result = await self._versions.with_tenant(record.tenant).data.insert_many([obj])
         if result.has_errors:
             raise IndexWriteError(
                 f"version record rejected: {next(iter(result.errors.values())).message}"
             )
+        self._known_tenants[self.versions_name].add(record.tenant)
 
     async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
         """Write ``chunks`` under their deterministic ids (a redelivery overwrites, not adds).
 
         Args:
-            chunks: The chunks of one document version.
+            chunks: The chunks of one document version (so of one tenant).
 
         Raises:
             IndexWriteError: Weaviate rejected some objects.
         """
+        for tenant in sorted({chunk.tenant for chunk in chunks}):
+            await self._insert_tenant(tenant, [c for c in chunks if c.tenant == tenant])
+
+    async def _insert_tenant(self, tenant: str, chunks: Sequence[IndexedChunk]) -> None:
+        shard = self._chunks.with_tenant(tenant)
         for start in range(0, len(chunks), _INSERT_SLICE):
             objects = [
                 DataObject(
@@ -333,12 +433,13 @@ class WeaviateIndex:
                 )
                 for chunk in chunks[start : start + _INSERT_SLICE]
             ]
-            result = await self._chunks.data.insert_many(objects)
+            result = await shard.data.insert_many(objects)
             if result.has_errors:
                 first = next(iter(result.errors.values()))
                 raise IndexWriteError(
                     f"{len(result.errors)} of {len(objects)} chunks rejected: {first.message}"
                 )
+            self._known_tenants[self.collection_name].add(tenant)
 
     async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
         """Delete the document's chunks of every version but ``keep_version``.
@@ -354,12 +455,15 @@ class WeaviateIndex:
         Raises:
             IndexWriteError: Some deletions failed.
         """
+        if not await self._has_tenant(self._chunks, tenant):
+            return 0
+        shard = self._chunks.with_tenant(tenant)
         where = _document_filter(tenant, doc_id) & Filter.by_property("version").not_equal(
             keep_version
         )
         deleted = 0
         while True:
-            result = await self._chunks.data.delete_many(where=where)
+            result = await shard.data.delete_many(where=where)
             if result.failed:
                 raise IndexWriteError(f"{result.failed} of {result.matches} deletions failed")
             deleted += result.successful
@@ -367,24 +471,40 @@ class WeaviateIndex:
                 return deleted
 
     async def search(
-        self, *, tenant: str, text: str, vector: Sequence[float], alpha: float, limit: int
+        self,
+        *,
+        tenant: str,
+        text: str,
+        vector: Sequence[float],
+        alpha: float,
+        limit: int,
+        filters: MetadataFilter | None = None,
     ) -> list[SearchHit]:
         """Return up to ``limit`` of the tenant's chunks by hybrid relevance, best first.
 
+        Scores are Weaviate's relative score fusion: each half's scores are min-max normalised
+        over its own results, then weighted by ``alpha`` and summed, so they lie in [0, 1].
+
         Args:
-            tenant: Only this tenant's chunks are candidates.
+            tenant: The tenant whose shard is searched; no other tenant's chunk is a candidate.
             text: The query text, for BM25.
             vector: The query vector, for the vector half.
             alpha: 0 is pure BM25, 1 pure vector.
             limit: How many candidates to return.
+            filters: Metadata conditions every candidate must meet (None: none).
         """
-        result = await self._chunks.query.hybrid(
+        if not await self._has_tenant(self._chunks, tenant):
+            return []
+        # The tenant's own shard: nothing of another tenant is even a candidate.
+        result = await self._chunks.with_tenant(tenant).query.hybrid(
             query=text,
             vector=list(vector),
             alpha=alpha,
             limit=limit,
             query_properties=_SEARCHED_PROPERTIES,
-            filters=Filter.by_property("tenant").equal(tenant),
+            filters=search_filter(tenant, filters),
+            # Explicit, so a change of the server's default cannot silently rescale min_score.
+            fusion_type=HybridFusion.RELATIVE_SCORE,
             return_metadata=MetadataQuery(score=True),
             return_properties=_HIT_PROPERTIES,
         )
@@ -402,6 +522,8 @@ class WeaviateIndex:
                     heading_path=tuple(str(part) for part in props.get("heading_path") or ()),
                     score=float(obj.metadata.score or 0.0),
                     version=int(props["version"]),
+                    source=str(props.get("source") or ""),
+                    tags=tuple(str(tag) for tag in props.get("tags") or ()),
                 )
             )
         return hits
@@ -416,12 +538,17 @@ class WeaviateIndex:
             doc_id: Count only this document's chunks (with ``tenant``).
             version: Count only this version's chunks (with ``tenant`` and ``doc_id``).
         """
+        if tenant is None:
+            tenants = await self._chunks.tenants.get()
+            return sum([await self.count(name) for name in tenants])
+        if not await self._has_tenant(self._chunks, tenant):
+            return 0
         filters: Any = None
-        if tenant is not None and doc_id is not None:
+        if doc_id is not None:
             filters = _document_filter(tenant, doc_id)
             if version is not None:
                 filters = filters & Filter.by_property("version").equal(version)
-        elif tenant is not None:
-            filters = Filter.by_property("tenant").equal(tenant)
-        result = await self._chunks.aggregate.over_all(filters=filters, total_count=True)
+        result = await self._chunks.with_tenant(tenant).aggregate.over_all(
+            filters=filters, total_count=True
+        )
         return int(result.total_count or 0)
