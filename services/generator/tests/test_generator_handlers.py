@@ -24,7 +24,7 @@ from ragstream_generator.adapters.local_model import LOCAL_MODEL
 from ragstream_generator.dependencies import Dependencies
 from ragstream_generator.domain import APOLOGY_ANSWER, NO_CONTEXT_ANSWER, NO_MODEL
 from ragstream_generator.handlers import build_router
-from ragstream_generator.ports import AnswerModel, Completion
+from ragstream_generator.ports import AnswerModel, Cascade, Completion
 from ragstream_generator.settings import GeneratorSettings
 
 # LiteLLM builds pydantic schemas lazily; pydantic warns about their ReadOnly TypedDict items.
@@ -58,23 +58,47 @@ def _context(chunks: Sequence[RetrievedChunk] = CHUNKS) -> ContextRetrieved:
 
 
 class RecordingModel:
-    """An AnswerModel that records its calls and answers, fails or stalls as told."""
+    """An AnswerModel that records its calls and answers, fails or stalls as told.
+
+    With ``replies`` it is a cascade: tier ``tier-i`` answers ``replies[i]`` as ``fake/tier-i``.
+    """
 
     def __init__(
-        self, reply: str = "It is capped [2].", *, error: Exception | None = None, delay: float = 0
+        self,
+        reply: str = "The partition count is the ceiling of each consumer's replicas [2].",
+        *,
+        error: Exception | None = None,
+        delay: float = 0,
+        replies: Sequence[str] = (),
+        min_groundedness: float = 0.0,
     ) -> None:
-        self.reply = reply
+        self.replies = list(replies) or [reply]
         self.error = error
         self.delay = delay
         self.calls: list[Sequence[Mapping[str, str]]] = []
+        self.groups: list[str | None] = []
+        self.cascade = Cascade(
+            tiers=tuple(f"tier-{i}" for i in range(len(self.replies))),
+            min_groundedness=min_groundedness,
+        )
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+    ) -> Completion:
         self.calls.append(messages)
+        self.groups.append(model_group)
         await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
+        index = int((model_group or "tier-0").removeprefix("tier-"))
+        model = "fake/model" if len(self.replies) == 1 else f"fake/{model_group}"
         return Completion(
-            text=self.reply, model="fake/model", prompt_tokens=40, completion_tokens=5
+            text=self.replies[index],
+            model=model,
+            prompt_tokens=40,
+            completion_tokens=5,
+            cost_usd=0.001,
+            attempts=(model,),
         )
 
 
@@ -147,11 +171,13 @@ class TestOnContext:
 
         await harness.send(_context())
 
+        tokens = "ragstream_llm_tokens_total"
         assert harness.sample("ragstream_answers_total", model="fake/model") == 1
-        assert harness.sample("ragstream_llm_tokens_total", model="fake/model", kind="prompt") == 40
-        assert (
-            harness.sample("ragstream_llm_tokens_total", model="fake/model", kind="completion") == 5
-        )
+        assert harness.sample(tokens, tenant="acme", model="fake/model", kind="prompt") == 40
+        assert harness.sample(tokens, tenant="acme", model="fake/model", kind="completion") == 5
+        assert harness.sample(
+            "ragstream_llm_cost_usd_total", tenant="acme", model="fake/model"
+        ) == (0.001)
         assert harness.sample("ragstream_stage_duration_seconds_count", stage="llm") == 1
 
     async def test_empty_context_is_answered_without_calling_the_model(self) -> None:
@@ -210,3 +236,62 @@ class TestOnContext:
 
         assert harness.answers == []
         assert [letter.original_topic for letter in harness.letters] == [CONTEXTS]
+
+    async def test_answer_carries_groundedness_usage_prompt_version_and_attempts(self) -> None:
+        """A grounded answer reports its support, usage, template version and deployment."""
+        harness = Harness(RecordingModel())
+
+        answer = await harness.send(_context())
+
+        assert answer.groundedness == 1.0
+        assert answer.usage is not None
+        assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (40, 5)
+        assert answer.usage.cost_usd == 0.001
+        assert answer.prompt_version == "answer-v1"
+        assert answer.attempts == ["fake/model"]
+        assert [(c.n, c.supported) for c in answer.citations] == [(2, True)]
+        assert harness.sample("ragstream_answer_groundedness_count") == 1
+
+    async def test_chunks_below_min_relevance_get_the_does_not_know_answer(self) -> None:
+        """When no chunk reaches min_relevance, no model is asked and the answer says so."""
+        model = RecordingModel()
+        harness = Harness(model, GeneratorSettings(min_relevance=0.95))
+
+        answer = await harness.send(_context())
+
+        assert model.calls == []
+        assert answer.answer == NO_CONTEXT_ANSWER
+        assert answer.groundedness == 1.0
+
+    async def test_ungrounded_first_tier_escalates_to_the_next(self) -> None:
+        """An answer below min_groundedness goes to the next tier, whose answer is kept."""
+        model = RecordingModel(
+            replies=[
+                "Bananas grow on the moon [1].",
+                "The partition count is the ceiling of each consumer's replicas [2].",
+            ],
+            min_groundedness=0.5,
+        )
+        harness = Harness(model)
+
+        answer = await harness.send(_context())
+
+        assert model.groups == ["tier-0", "tier-1"]
+        assert answer.model == "fake/tier-1"
+        assert answer.attempts == ["fake/tier-0", "fake/tier-1"]
+        assert answer.groundedness == 1.0
+        assert answer.usage is not None
+        assert answer.usage.completion_tokens == 10
+        assert harness.sample("ragstream_llm_fallbacks_total", kind="escalation") == 1
+
+    async def test_every_tier_failing_gives_one_apology(self) -> None:
+        """When each tier fails, every tier was tried and the question counts as one failure."""
+        model = RecordingModel(replies=["a [1].", "b [1]."], error=ConnectionError())
+        harness = Harness(model)
+
+        answer = await harness.send(_context())
+
+        assert model.groups == ["tier-0", "tier-1"]
+        assert answer.answer == APOLOGY_ANSWER
+        assert harness.sample("ragstream_llm_failures_total", error_type="ConnectionError") == 1
+        assert harness.sample("ragstream_llm_fallbacks_total", kind="escalation") == 1

@@ -107,7 +107,8 @@ class TestProductionExample:
             "answerer-strong",
             "answerer-local",
         }
-        assert config.router_settings["fallbacks"][0]["answerer"][-1] == "answerer-local"
+        assert config.cascade is not None
+        assert config.cascade.tiers[-1] == "answerer-local"
 
 
 class TestBuildAnswerModel:

@@ -16,6 +16,7 @@ from ragstream_common.service import worker_app
 from ragstream_generator.dependencies import Dependencies
 from ragstream_generator.handlers import build_router
 from ragstream_generator.ports import AnswerModel
+from ragstream_generator.prompts import load_prompt
 from ragstream_generator.settings import GeneratorSettings
 
 __all__ = ["create_app"]
@@ -42,6 +43,8 @@ def create_app(
     async def lifespan() -> AsyncIterator[None]:
         # Runs before the broker starts consuming, so no context meets a half-built service.
         async with AsyncExitStack() as stack:
+            # A prompt version that is not packaged stops the service here, not at the first query.
+            load_prompt(settings.prompt_version)
             if deps.llm_port is None:
                 deps.llm_port = await _build_router_model(settings, stack)
             _log.info("generator_ready", model_group=settings.model_group)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 from ragstream_common.metrics import ServiceMetrics
 
-__all__ = ["GeneratorMetrics"]
+__all__ = ["GROUNDEDNESS_BUCKETS", "GeneratorMetrics"]
+
+GROUNDEDNESS_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
 
 
 class GeneratorMetrics:
-    """Answers, tokens and failures by model, registered on the service's registry.
+    """Answers, tokens, cost, retries, fallbacks and groundedness, on the service's registry.
 
-    Stage durations (``generate`` for the whole answer, ``llm`` for the router call) go to the
+    Stage durations (``generate`` for the whole answer, ``llm`` for the router calls) go to the
     shared ``ragstream_stage_duration_seconds`` histogram through ``ServiceMetrics.time_stage``.
 
     Args:
@@ -25,23 +30,64 @@ class GeneratorMetrics:
         )
         self.tokens = base.counter(
             "llm_tokens_total",
-            "Tokens spent, by model and kind (prompt or completion).",
-            ["model", "kind"],
+            "Tokens spent, by tenant, model and kind (prompt or completion).",
+            ["tenant", "model", "kind"],
+        )
+        self.cost = base.counter(
+            "llm_cost_usd_total",
+            "Model spend in US dollars, by tenant and model.",
+            ["tenant", "model"],
+        )
+        self.retries = base.counter(
+            "llm_retries_total", "Calls the router repeated on the same deployment.", ["model"]
+        )
+        self.fallbacks = base.counter(
+            "llm_fallbacks_total",
+            "Moves to another deployment: `fallback` inside the router, `escalation` to the "
+            "next cascade tier.",
+            ["kind"],
         )
         self.llm_failures = base.counter(
             "llm_failures_total",
-            "Questions no deployment could answer after retries and fallbacks, by error type.",
+            "Questions no cascade tier could answer (after retries and fallbacks), by error type.",
             ["error_type"],
         )
+        self.groundedness = base.histogram(
+            "answer_groundedness",
+            "Share of each answer's sentences supported by the retrieved passages.",
+            buckets=GROUNDEDNESS_BUCKETS,
+        )
 
-    def answered(self, model: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-        """Count one published answer written by ``model`` and the tokens it cost."""
+    def answered(self, model: str, groundedness: float | None = None) -> None:
+        """Count one published answer written by ``model``, with its groundedness."""
         self.answers.labels(self.service, model).inc()
+        if groundedness is not None:
+            self.groundedness.labels(self.service).observe(groundedness)
+
+    def spent(
+        self, tenant: str, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
+    ) -> None:
+        """Count the tokens and cost of one model reply, for ``tenant``."""
         if prompt_tokens:
-            self.tokens.labels(self.service, model, "prompt").inc(prompt_tokens)
+            self.tokens.labels(self.service, tenant, model, "prompt").inc(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(self.service, model, "completion").inc(completion_tokens)
+            self.tokens.labels(self.service, tenant, model, "completion").inc(completion_tokens)
+        if cost_usd:
+            self.cost.labels(self.service, tenant, model).inc(cost_usd)
+
+    def attempted(self, attempts: Sequence[str]) -> None:
+        """Count one router call's retries (a deployment repeated) and fallbacks (one changed)."""
+        for before, after in itertools.pairwise(attempts):
+            if before == after:
+                self.retries.labels(self.service, before).inc()
+            else:
+                self.fallbacks.labels(self.service, "fallback").inc()
+
+    def escalated(self, times: int) -> None:
+        """Count cascade escalations."""
+        if times:
+            self.fallbacks.labels(self.service, "escalation").inc(times)
 
     def failed(self, error_type: str) -> None:
-        """Count one question that no deployment could answer."""
+        """Count one question that no tier could answer."""
         self.llm_failures.labels(self.service, error_type).inc()

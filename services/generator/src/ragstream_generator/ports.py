@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["AnswerModel", "Completion"]
+__all__ = ["AnswerModel", "Cascade", "Completion", "ModelCallError"]
 
 
 @dataclass(frozen=True)
 class Completion:
-    """A model's reply, with the deployment that wrote it and what it cost in tokens.
+    """A model's reply, with the deployment that wrote it and what it cost.
 
     Args:
         text: The reply.
@@ -19,17 +19,62 @@ class Completion:
             ``openai/gpt-4o-mini``); after a fallback, the fallback's name.
         prompt_tokens: Tokens the prompt cost, as the provider reports them.
         completion_tokens: Tokens the reply cost.
+        cost_usd: What the call cost, by LiteLLM's price map or the deployment's own prices.
+        attempts: Every deployment call the router made for this reply, in order: a retry
+            repeats a name, a fallback changes it; the answering deployment is last.
     """
 
     text: str
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: tuple[str, ...] = ()
+
+
+class ModelCallError(RuntimeError):
+    """Every deployment of a model group failed, after the router's retries and fallbacks.
+
+    Args:
+        message: What went wrong.
+        attempts: The deployment calls the router made, in order.
+        error_type: The underlying error's type name.
+    """
+
+    def __init__(self, message: str, *, attempts: Sequence[str] = (), error_type: str = "") -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+        self.error_type = error_type or type(self).__name__
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The tiers a question climbs: each a model group, cheapest first, the local model last.
+
+    Args:
+        tiers: Model groups in the order they are asked.
+        min_groundedness: An answer scoring below this escalates to the next tier (the last
+            tier's answer is kept whatever it scores).
+    """
+
+    tiers: tuple[str, ...]
+    min_groundedness: float = 0.0
 
 
 class AnswerModel(Protocol):
     """The LLM behind the router: retries, fallbacks and timeouts are its business."""
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
-        """Return the reply to ``messages``; raise when every deployment has failed."""
+    @property
+    def cascade(self) -> Cascade:
+        """The tiers to climb and the escalation threshold."""
+        ...
+
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+    ) -> Completion:
+        """Return the reply of ``model_group`` (the first tier when None) to ``messages``.
+
+        Raises:
+            ModelCallError: When every deployment of the group failed.
+        """
         ...

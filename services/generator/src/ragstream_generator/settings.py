@@ -34,6 +34,15 @@ class GeneratorSettings(ServiceSettings):
     # How much retrieved text goes into one prompt, in words (a cheap proxy for tokens): passages
     # are kept in rank order until the budget is spent.
     max_context_words: int = Field(default=3000, ge=50)
+    # Chunks scoring below this are not evidence: when none reaches it, the answer is the
+    # does-not-know sentence and no model is asked. The retriever already cuts at its own
+    # min_score; this is the generator's floor (scores are the retriever's, in [0, 1]).
+    min_relevance: float = Field(default=0.05, ge=0.0, le=1.0)
+    # The share of an answer sentence's content terms that its cited passages must contain for
+    # the sentence to count as supported (see groundedness.py).
+    support_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    # The prompt template, a file under ragstream_generator/prompts/ (e.g. answer-v1).
+    prompt_version: str = Field(default="answer-v1", min_length=1)
     # One call to the local model at startup, so the first query does not pay LiteLLM's lazy
     # imports (about half a second); it never reaches a hosted provider.
     warm_up: bool = True

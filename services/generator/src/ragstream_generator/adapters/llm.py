@@ -3,9 +3,12 @@
 The YAML holds LiteLLM's own vocabulary, so anything LiteLLM documents for its Router works here:
 ``model_list`` (deployments: ``model_name`` is the group, ``litellm_params`` the provider call,
 ``os.environ/NAME`` for secrets) and ``router_settings`` (``num_retries``, ``timeout`` per attempt,
-``fallbacks``, ``cooldown_time``, ``routing_strategy``, ...). The generator asks one model group
-(``GeneratorSettings.model_group``); which deployment answers is the router's decision, and the
-answer records it.
+``fallbacks``, ``context_window_fallbacks``, ``allowed_fails``, ``cooldown_time``, ...). One
+section is ours: ``ragstream.cascade`` (``tiers``: model groups asked cheapest first,
+``min_groundedness``: the escalation rule), run by ``cascade.py``; without it the one tier is
+``GeneratorSettings.model_group``. Which deployment of a group answers is the router's decision;
+every completion records it, the deployments that failed before it (through a LiteLLM callback),
+its tokens and its cost.
 
 Importing this module imports LiteLLM, which takes seconds: the app imports it in its lifespan,
 from a thread, never at import time.
@@ -20,7 +23,9 @@ import os
 # is the one environment variable this codebase sets.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import asyncio
 import logging
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from typing import Any
 
 import litellm
 import yaml
+from litellm.integrations.custom_logger import CustomLogger
 
 from ragstream_common.logging import get_logger
 from ragstream_generator.adapters.local_model import (
@@ -36,10 +42,11 @@ from ragstream_generator.adapters.local_model import (
     PROVIDER,
     ExtractiveLLM,
 )
-from ragstream_generator.ports import Completion
+from ragstream_generator.ports import Cascade, Completion, ModelCallError
 from ragstream_generator.settings import GeneratorSettings
 
 __all__ = [
+    "AttemptRecorder",
     "EmptyCompletionError",
     "RouterAnswerModel",
     "RouterConfig",
@@ -47,6 +54,7 @@ __all__ = [
     "build_answer_model",
     "load_router_config",
     "make_litellm_router",
+    "register_attempt_recorder",
     "register_local_model",
 ]
 
@@ -70,7 +78,10 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
     _litellm_logger.propagate = True
     _litellm_logger.setLevel(logging.WARNING)
 
-_CONFIG_KEYS = frozenset({"model_list", "router_settings"})
+_CONFIG_KEYS = frozenset({"model_list", "router_settings", "ragstream"})
+_CASCADE_KEYS = frozenset({"tiers", "min_groundedness"})
+# The metadata key that ties LiteLLM's failure callbacks to the call that caused them.
+_CALL_ID_KEY = "ragstream_call_id"
 
 
 class RouterConfigError(ValueError):
@@ -92,6 +103,7 @@ class RouterConfig:
 
     model_list: list[dict[str, Any]]
     router_settings: dict[str, Any] = field(default_factory=dict)
+    cascade: Cascade | None = None
 
     @property
     def model_groups(self) -> set[str]:
@@ -128,7 +140,81 @@ def load_router_config(path: Path) -> RouterConfig:
     router_settings = raw.get("router_settings") or {}
     if not isinstance(router_settings, dict):
         raise RouterConfigError(f"{path}: router_settings must be a mapping")
-    return RouterConfig(model_list=model_list, router_settings=router_settings)
+    return RouterConfig(
+        model_list=model_list,
+        router_settings=router_settings,
+        cascade=_read_cascade(path, raw.get("ragstream") or {}),
+    )
+
+
+def _read_cascade(path: Path, section: object) -> Cascade | None:
+    # Our own section: ``ragstream: {cascade: {tiers: [...], min_groundedness: 0.6}}``.
+    if not isinstance(section, dict) or set(section) - {"cascade"}:
+        raise RouterConfigError(f"{path}: the ragstream section holds only `cascade`")
+    cascade = section.get("cascade")
+    if cascade is None:
+        return None
+    if not isinstance(cascade, dict) or set(cascade) - _CASCADE_KEYS:
+        raise RouterConfigError(f"{path}: ragstream.cascade takes {sorted(_CASCADE_KEYS)}")
+    tiers = cascade.get("tiers")
+    if not isinstance(tiers, list) or not tiers or not all(isinstance(t, str) for t in tiers):
+        raise RouterConfigError(f"{path}: ragstream.cascade.tiers must list model groups")
+    threshold = cascade.get("min_groundedness", 0.0)
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise RouterConfigError(f"{path}: ragstream.cascade.min_groundedness must be in [0, 1]")
+    return Cascade(tiers=tuple(tiers), min_groundedness=float(threshold))
+
+
+class AttemptRecorder(CustomLogger):
+    """Records, per call, the deployments whose attempts failed (retries and fallbacks).
+
+    LiteLLM reports every failed attempt to its callbacks with the call's metadata, which
+    carries our call id; the answering deployment is read from the response itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: dict[str, list[str]] = {}
+
+    def _record(self, kwargs: dict[str, Any]) -> None:
+        params = kwargs.get("litellm_params") or {}
+        call_id = (params.get("metadata") or {}).get(_CALL_ID_KEY)
+        if call_id is None or call_id not in self.failures:
+            return
+        provider, model = kwargs.get("custom_llm_provider"), kwargs.get("model")
+        self.failures[call_id].append(f"{provider}/{model}" if provider else str(model))
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Note one failed attempt of a call we track."""
+        self._record(kwargs)
+
+    def start(self) -> str:
+        """Begin tracking a call; pass the returned id in its metadata."""
+        call_id = uuid.uuid4().hex
+        self.failures[call_id] = []
+        return call_id
+
+    async def finish(self, call_id: str) -> list[str]:
+        """Stop tracking a call and return its failed attempts, in order."""
+        # LiteLLM schedules its failure callbacks as tasks: let any still pending run first.
+        await asyncio.sleep(0)
+        return self.failures.pop(call_id, [])
+
+    def discard(self, call_id: str) -> None:
+        """Stop tracking a call, if it still is."""
+        self.failures.pop(call_id, None)
+
+
+_RECORDER = AttemptRecorder()
+
+
+def register_attempt_recorder() -> AttemptRecorder:
+    """Add the process's one attempt recorder to LiteLLM's callbacks (idempotent)."""
+    if _RECORDER not in litellm.callbacks:
+        litellm.callbacks.append(_RECORDER)
+    return _RECORDER
 
 
 def register_local_model() -> None:
@@ -161,30 +247,65 @@ class RouterAnswerModel:
         model_group: The ``model_name`` every question is asked of.
     """
 
-    def __init__(self, router: litellm.Router, model_group: str) -> None:
+    def __init__(
+        self, router: litellm.Router, model_group: str, cascade: Cascade | None = None
+    ) -> None:
         self.router = router
         self.model_group = model_group
+        self._cascade = cascade or Cascade(tiers=(model_group,))
+        self._recorder = register_attempt_recorder()
 
-    async def complete(self, messages: Sequence[Mapping[str, str]]) -> Completion:
-        """Ask the model group; the router retries, times out and falls back as configured.
+    @property
+    def cascade(self) -> Cascade:
+        """The tiers to climb (the configured cascade, or the one model group)."""
+        return self._cascade
+
+    async def complete(
+        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+    ) -> Completion:
+        """Ask a model group; the router retries, times out and falls back as configured.
+
+        Args:
+            messages: The chat messages.
+            model_group: The group to ask; the first cascade tier when None.
 
         Raises:
-            Exception: LiteLLM's error when every deployment and fallback failed, or
-                EmptyCompletionError when one answered with nothing.
+            ModelCallError: Every deployment and fallback failed, or one answered with nothing.
         """
-        response = await self.router.acompletion(
-            model=self.model_group,
-            messages=[dict(message) for message in messages],  # type: ignore[misc]  # plain chat dicts are what AllMessageValues describes
-        )
+        call_id = self._recorder.start()
+        try:
+            response = await self.router.acompletion(
+                model=model_group or self._cascade.tiers[0],
+                messages=[dict(message) for message in messages],  # type: ignore[misc]  # plain chat dicts are what AllMessageValues describes
+                metadata={_CALL_ID_KEY: call_id},
+            )
+            failed = await self._recorder.finish(call_id)
+        except Exception as error:
+            failed = await self._recorder.finish(call_id)
+            raise ModelCallError(
+                f"{model_group}: {type(error).__name__}: {error}",
+                attempts=failed,
+                error_type=type(error).__name__,
+            ) from error
+        finally:
+            # A call cancelled by the request budget never reaches finish(): forget it anyway.
+            self._recorder.discard(call_id)
+        model = _deployment_name(response)
         text = _response_text(response)
         if not text.strip():
-            raise EmptyCompletionError(f"{_deployment_name(response)} returned no text")
+            raise ModelCallError(
+                f"{model} returned no text",
+                attempts=[*failed, model],
+                error_type=EmptyCompletionError.__name__,
+            )
         usage = getattr(response, "usage", None)
         return Completion(
             text=text,
-            model=_deployment_name(response),
+            model=model,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=_cost(response),
+            attempts=(*failed, model),
         )
 
     async def warm_up(self) -> None:
@@ -210,7 +331,8 @@ def build_answer_model(settings: GeneratorSettings) -> RouterAnswerModel:
         settings: Where the router configuration is and which model group to ask.
     """
     config = load_router_config(settings.router_config)
-    if settings.model_group not in config.model_groups:
+    # With a cascade its tiers are the groups asked; without one, the settings' model group is.
+    if config.cascade is None and settings.model_group not in config.model_groups:
         raise RouterConfigError(
             f"{settings.router_config}: no deployment serves model group "
             f"{settings.model_group!r} (groups: {sorted(config.model_groups)})"
@@ -222,7 +344,26 @@ def build_answer_model(settings: GeneratorSettings) -> RouterAnswerModel:
         model_group=settings.model_group,
         deployments=[d["litellm_params"]["model"] for d in config.model_list],
     )
-    return RouterAnswerModel(router, settings.model_group)
+    cascade = config.cascade or Cascade(tiers=(settings.model_group,))
+    if missing := [tier for tier in cascade.tiers if tier not in config.model_groups]:
+        raise RouterConfigError(
+            f"{settings.router_config}: cascade tiers {missing} are not model groups"
+        )
+    return RouterAnswerModel(router, settings.model_group, cascade)
+
+
+def _cost(response: Any) -> float:
+    # The router prices each response with litellm.completion_cost, using the deployment's own
+    # input/output_cost_per_token when the YAML sets them (which the bare function, given only the
+    # response, does not know about). Models with no price, like the local one, cost 0.
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # an unpriced model: LiteLLM raises rather than answering 0
+            cost = 0.0
+    return float(cost or 0.0)
 
 
 def _response_text(response: Any) -> str:
