@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "SCHEMA_VERSION",
     "AnswerCompleted",
+    "AnswerDelta",
     "Chunk",
     "ChunksEmbedded",
     "Citation",
@@ -194,6 +195,8 @@ class QueryRequested(Event):
     filters: QueryFilters | None = None
     # Chunks scoring below this are dropped; None takes the retriever's default.
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Answer as deltas on the answers topic (then an AnswerCompleted), for Server-Sent Events.
+    stream: bool = False
 
 
 class RetrievedChunk(BaseModel):
@@ -263,6 +266,16 @@ class AnswerCompleted(Event):
     prompt_version: str | None = None
     # The deployments tried, in order (fallbacks and cascade escalations), the answering one last.
     attempts: list[str] = Field(default_factory=list)
+
+
+class AnswerDelta(Event):
+    """A piece of a streamed answer; ``seq`` orders the pieces of one query from 0."""
+
+    query_id: str
+    tenant: str = DEFAULT_TENANT
+    reply_to: str
+    seq: int = Field(ge=0)
+    delta: str
 
 
 # --- <topic>.dlq ------------------------------------------------------------------------------
