@@ -1,5 +1,6 @@
 # The two commands of the README: `make up` runs the platform, `make test` runs the tests.
 # Both install what is missing first (uv, the Python environment; Kafka, Weaviate and Redis on first use).
+# `make bench` measures the running platform (`make bench QUICK=1` for a reduced run).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.8
@@ -44,6 +45,12 @@ unit: install
 # start Kafka, Weaviate, Redis and the services themselves, reusing whatever is already running).
 test: lint
 	$(VENV_BIN)/pytest
+
+# The benchmarks on the local stack (started if need be): bench/results/*.json, PNG plots and a
+# summary table. QUICK=1 runs a reduced set in a few minutes; BENCH_ARGS passes more options
+# (for example BENCH_ARGS="--skip sweep": the sweep restarts the embedder).
+bench: install
+	$(VENV_BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean-stack: down
 	rm -rf .stack

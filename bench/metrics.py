@@ -1,0 +1,124 @@
+"""The figures the benchmarks report, as pure functions: percentiles, ratios, ranking quality.
+
+No I/O and no platform code, so that every number in a report can be checked by a unit test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+
+__all__ = [
+    "mrr_at_k",
+    "ndcg_at_k",
+    "percentile",
+    "ratio",
+    "recall_at_k",
+    "summarise_latencies",
+]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Return the ``q``-th percentile of ``values`` by linear interpolation between ranks.
+
+    The same definition as numpy's default (``linear``), so figures agree with other tools.
+
+    Args:
+        values: The samples, in any order.
+        q: The percentile, 0 to 100.
+
+    Raises:
+        ValueError: ``values`` is empty or ``q`` is outside 0..100.
+    """
+    if not values:
+        raise ValueError("no samples")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """Return ``numerator / denominator``, or None when the denominator is not positive."""
+    return numerator / denominator if denominator > 0 else None
+
+
+def summarise_latencies(latencies_ms: Sequence[float], seconds: float) -> dict[str, float]:
+    """Return count, p50, p95, p99, mean and throughput of a load run.
+
+    Args:
+        latencies_ms: One latency per completed request.
+        seconds: Wall time of the whole run, for the throughput.
+    """
+    return {
+        "count": float(len(latencies_ms)),
+        "p50_ms": percentile(latencies_ms, 50),
+        "p95_ms": percentile(latencies_ms, 95),
+        "p99_ms": percentile(latencies_ms, 99),
+        "mean_ms": sum(latencies_ms) / len(latencies_ms),
+        "throughput_per_s": len(latencies_ms) / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _distinct(ranked: Sequence[str]) -> list[str]:
+    # Several chunks of one document may be retrieved; the document counts once, at its best rank.
+    seen: set[str] = set()
+    distinct = []
+    for item in ranked:
+        if item not in seen:
+            seen.add(item)
+            distinct.append(item)
+    return distinct
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """Return the share of ``relevant`` found in the first ``k`` distinct results.
+
+    Args:
+        ranked: Document ids, best first (repeats count once, at their first rank).
+        relevant: The ids that answer the question.
+        k: How many results count.
+    """
+    if not relevant:
+        raise ValueError("no relevant documents")
+    found = set(_distinct(ranked)[:k]) & set(relevant)
+    return len(found) / len(set(relevant))
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """Return 1/rank of the first relevant result within the first ``k``, 0 when there is none.
+
+    Args:
+        ranked: Document ids, best first (repeats count once, at their first rank).
+        relevant: The ids that answer the question.
+        k: How many results count.
+    """
+    for rank, item in enumerate(_distinct(ranked)[:k], start=1):
+        if item in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float:
+    """Return the normalised discounted cumulative gain at ``k`` with binary relevance.
+
+    DCG sums 1/log2(rank + 1) over relevant results; the ideal ranking puts every relevant
+    document first.
+
+    Args:
+        ranked: Document ids, best first (repeats count once, at their first rank).
+        relevant: The ids that answer the question.
+        k: How many results count.
+    """
+    if not relevant:
+        raise ValueError("no relevant documents")
+    dcg = sum(
+        1.0 / math.log2(rank + 1)
+        for rank, item in enumerate(_distinct(ranked)[:k], start=1)
+        if item in relevant
+    )
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(set(relevant)), k) + 1))
+    return dcg / ideal

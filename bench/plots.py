@@ -1,0 +1,132 @@
+"""PNG plots of the results, with matplotlib (headless, the Agg backend).
+
+matplotlib is imported on first use: without it the figures and the JSON are still written and
+``available()`` says why the plots are missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["available", "plot_queries", "plot_retrieval_quality", "plot_sweep"]
+
+
+def available() -> bool:
+    """Return whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    # No display here, and none needed: render straight to files.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sweep(result: dict[str, Any], path: Path) -> Path:
+    """Plot freshness (p50, p99) against end-to-end chunks/s, one point per embedder setting.
+
+    Args:
+        result: What ``sweep.run`` returned.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    points = [p for p in result["points"] if p["freshness_p50_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    throughput = [p["chunks_per_s"] for p in points]
+    for key, marker in (("freshness_p50_ms", "o"), ("freshness_p99_ms", "^")):
+        ax.scatter(throughput, [p[key] / 1000 for p in points], marker=marker, label=key[10:13])
+    for point in points:
+        ax.annotate(
+            point["label"],
+            (point["chunks_per_s"], point["freshness_p50_ms"] / 1000),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
+    ax.set_xlabel("ingest throughput, chunks/s (end to end)")
+    ax.set_ylabel("freshness, publish to indexed (s)")
+    ax.set_title("Embedder batching: latency against throughput")
+    ax.grid(alpha=0.3)
+    ax.legend(title="freshness")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_queries(result: dict[str, Any], path: Path) -> Path:
+    """Plot p50 and p99 latency against concurrency, gateway and in-process side by side.
+
+    Args:
+        result: What ``queries.run`` returned.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, style in (("gateway", "-"), ("in_process", "--")):
+        levels = sorted(
+            (int(level), figures) for level, figures in result[name].items() if "p50_ms" in figures
+        )
+        xs = [level for level, _ in levels]
+        for percentile, marker in (("p50_ms", "o"), ("p99_ms", "^")):
+            ax.plot(
+                xs,
+                [figures[percentile] for _, figures in levels],
+                style,
+                marker=marker,
+                label=f"{name} {percentile[:3]}",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent requests")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Query latency: through Kafka (gateway) and in-process")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_retrieval_quality(result: dict[str, Any], path: Path) -> Path:
+    """Plot recall@5, MRR@10 and nDCG@10 per alpha as grouped bars.
+
+    Args:
+        result: What ``retrieval_quality.run`` returned.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    alphas = list(result["alphas"])
+    metrics = ("recall@5", "mrr@10", "ndcg@10")
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for offset, metric in enumerate(metrics):
+        ax.bar(
+            [i + offset * width for i in range(len(alphas))],
+            [result["alphas"][alpha][metric] for alpha in alphas],
+            width,
+            label=metric,
+        )
+    ax.set_xticks([i + width for i in range(len(alphas))])
+    ax.set_xticklabels(
+        [f"alpha {a}" + {"0": "\n(BM25)", "1": "\n(vector)"}.get(a, "") for a in alphas]
+    )
+    # Headroom above 1 for the legend, which would otherwise hide the tallest bars.
+    ax.set_ylim(0, 1.2)
+    ax.set_ylabel("score")
+    ax.set_title(f"Retrieval quality, {result['questions']} questions")
+    ax.legend(loc="upper center", ncols=len(metrics))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,295 @@
+"""Run the benchmarks against the local stack: JSON per benchmark, PNG plots, a summary table.
+
+Usage (from the repository root, after ``make install``)::
+
+    .venv/bin/python -m bench.run            # the full set (make bench)
+    .venv/bin/python -m bench.run --quick    # a reduced set, a few minutes (make bench QUICK=1)
+    .venv/bin/python -m bench.run --only queries,retrieval_quality
+    .venv/bin/python -m bench.run --skip sweep
+
+The stack is started first if it is not running (``ensure_platform``, as ``ragstream up``).
+Results go to ``bench/results/<benchmark>.json`` and ``bench/results/summary.json``; plots beside
+them when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from bench import caches, ingest, plots, queries, retrieval_quality, sweep
+from bench.results import RESULTS_DIR, environment, print_summary, write_result
+
+__all__ = ["BENCHMARKS", "Scale", "main"]
+
+BENCHMARKS = ("ingest", "caches", "queries", "retrieval_quality", "sweep")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much each benchmark does: the quick scale proves the harness, the full one measures."""
+
+    ingest_documents: int
+    cache_documents: int
+    query_requests: int
+    query_seconds: float
+    concurrencies: tuple[int, ...]
+    sweep_points: tuple[sweep.SweepPoint, ...]
+    sweep_documents: int
+
+
+FULL = Scale(
+    ingest_documents=120,
+    cache_documents=40,
+    query_requests=200,
+    query_seconds=60.0,
+    concurrencies=(1, 8, 32),
+    sweep_points=sweep.FULL_POINTS,
+    sweep_documents=60,
+)
+QUICK = Scale(
+    ingest_documents=12,
+    cache_documents=6,
+    query_requests=24,
+    query_seconds=20.0,
+    concurrencies=(1, 8, 32),
+    sweep_points=sweep.QUICK_POINTS,
+    sweep_documents=8,
+)
+
+
+def _server_versions(weaviate_url: str) -> dict[str, Any]:
+    from ragstream_cli.stack.config import KAFKA_VERSION
+
+    try:
+        weaviate_version = httpx.get(f"{weaviate_url}/v1/meta", timeout=5.0).json()["version"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        weaviate_version = None
+    return {"servers": {"kafka": KAFKA_VERSION, "weaviate": weaviate_version}}
+
+
+def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, Any, str]]:
+    rows: list[tuple[str, str, Any, str]] = []
+    if "ingest" in results:
+        r = results["ingest"]
+        rows += [
+            (
+                "ingest",
+                "pipeline chunks/s",
+                r["pipeline_chunks_per_s"],
+                f"{r['chunks']} chunks, publish to all indexed",
+            ),
+            (
+                "ingest",
+                "bare model chunks/s",
+                r["bare_model"]["chunks_per_s"],
+                "same chunks, one warm process",
+            ),
+            ("ingest", "pipeline_efficiency", r["pipeline_efficiency"], "pipeline / bare model"),
+            (
+                "ingest",
+                "freshness p50 (ms)",
+                r["freshness_p50_ms"],
+                "per document, received to indexed",
+            ),
+            (
+                "ingest",
+                "freshness_p99_ms",
+                r["freshness_p99_ms"],
+                "per document, received to indexed",
+            ),
+        ]
+    if "caches" in results:
+        r = results["caches"]
+        rows += [
+            (
+                "caches",
+                "embedding cache hit rate (re-ingest)",
+                r["warm_hit_rate"],
+                "embedder counters",
+            ),
+            (
+                "caches",
+                "warm / cold chunks/s",
+                r["warm_over_cold_chunks_per_s"],
+                "same documents twice",
+            ),
+            ("caches", "paraphrase hit rate", None, "no response cache yet"),
+        ]
+    if "queries" in results:
+        r = results["queries"]
+        for level in map(str, r["concurrency"]):
+            gateway, local = r["gateway"].get(level, {}), r["in_process"].get(level, {})
+            rows.append(
+                (
+                    "queries",
+                    f"c={level} p50/p95/p99 ms (q/s)",
+                    f"gateway {_triple(gateway)}; in-process {_triple(local)}",
+                    "same questions, same run",
+                )
+            )
+        rows += [
+            (
+                "queries",
+                "query_overhead_p50_ms",
+                r["query_overhead_p50_ms"],
+                "gateway - in-process, c=8",
+            ),
+            (
+                "queries",
+                "query_overhead_p99_ms",
+                r["query_overhead_p99_ms"],
+                "gateway - in-process, c=8",
+            ),
+            ("queries", "time to first token", None, "no streaming yet"),
+        ]
+    if "retrieval_quality" in results:
+        r = results["retrieval_quality"]
+        for alpha, figures in r["alphas"].items():
+            name = {"0": " (BM25)", "1": " (vector)"}.get(alpha, "")
+            rows.append(
+                (
+                    "retrieval",
+                    f"alpha {alpha}{name}",
+                    " ".join(f"{k} {v:.3f}" for k, v in figures.items()),
+                    f"{r['questions']} questions",
+                )
+            )
+    if "sweep" in results:
+        for point in results["sweep"]["points"]:
+            rows.append(
+                (
+                    "sweep",
+                    point["label"],
+                    f"{point['chunks_per_s']:.1f} chunks/s, freshness p50 "
+                    f"{_ms(point['freshness_p50_ms'])} p99 {_ms(point['freshness_p99_ms'])}",
+                    f"{results['sweep']['documents_per_point']} documents",
+                )
+            )
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
+def _triple(figures: dict[str, float]) -> str:
+    if "p50_ms" not in figures:
+        return f"no answers ({figures.get('errors', 0):.0f} errors)"
+    errors = f", {figures['errors']:.0f} errors" if figures.get("errors") else ""
+    return (
+        f"{figures['p50_ms']:.0f}/{figures['p95_ms']:.0f}/{figures['p99_ms']:.0f} "
+        f"({figures['throughput_per_s']:.1f}{errors})"
+    )
+
+
+def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    ingest_r, queries_r = results.get("ingest", {}), results.get("queries", {})
+    return {
+        "pipeline_efficiency": ingest_r.get("pipeline_efficiency"),
+        "freshness_p50_ms": ingest_r.get("freshness_p50_ms"),
+        "freshness_p99_ms": ingest_r.get("freshness_p99_ms"),
+        "query_overhead_p50_ms": queries_r.get("query_overhead_p50_ms"),
+        "query_overhead_p99_ms": queries_r.get("query_overhead_p99_ms"),
+        "embedding_cache_hit_rate": results.get("caches", {}).get("warm_hit_rate"),
+        "best_alpha": results.get("retrieval_quality", {}).get("best_alpha"),
+    }
+
+
+def _selection(only: str | None, skip: str | None) -> list[str]:
+    chosen = [name.strip() for name in only.split(",")] if only else list(BENCHMARKS)
+    skipped = {name.strip() for name in skip.split(",")} if skip else set()
+    unknown = (set(chosen) | skipped) - set(BENCHMARKS)
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmarks: {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}"
+        )
+    return [name for name in BENCHMARKS if name in chosen and name not in skipped]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks and print the summary; return the exit code."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a reduced run that proves the harness"
+    )
+    parser.add_argument("--only", metavar="A,B", help=f"run only these, of {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--skip", metavar="A,B", help="run all but these (sweep restarts the embedder)"
+    )
+    args = parser.parse_args(argv)
+    selected = _selection(args.only, args.skip)
+    scale = QUICK if args.quick else FULL
+    from ragstream_cli.stack.platform import ensure_platform
+    from ragstream_common.logging import configure_logging
+
+    # The in-process services log every query at info: keep the progress readable.
+    configure_logging("bench", level="WARNING", json=False)
+    console = Console(stderr=True)
+    platform = ensure_platform()
+    env = environment({**_server_versions(platform.weaviate_url), "quick": args.quick})
+    kafka, gateway = platform.kafka_bootstrap, platform.gateway_url
+    questions = [q["question"] for q in retrieval_quality.load_questions()]
+
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingest": lambda: ingest.run(
+            kafka=kafka, gateway_url=gateway, documents=scale.ingest_documents, console=console
+        ),
+        "caches": lambda: caches.run(
+            kafka=kafka,
+            gateway_url=gateway,
+            embedder_url=platform.service_urls["embedder"],
+            documents=scale.cache_documents,
+            console=console,
+        ),
+        "queries": lambda: queries.run(
+            gateway_url=gateway,
+            questions=questions,
+            concurrencies=scale.concurrencies,
+            limits=queries.LoadLimits(scale.query_requests, scale.query_seconds),
+            console=console,
+        ),
+        "retrieval_quality": lambda: retrieval_quality.run(
+            kafka=kafka, gateway_url=gateway, console=console
+        ),
+        "sweep": lambda: sweep.run(
+            kafka=kafka,
+            gateway_url=gateway,
+            points=scale.sweep_points,
+            documents=scale.sweep_documents,
+            console=console,
+        ),
+    }
+    plotters: dict[str, Callable[[dict[str, Any], Any], Any]] = {
+        "queries": plots.plot_queries,
+        "retrieval_quality": plots.plot_retrieval_quality,
+        "sweep": plots.plot_sweep,
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name in selected:
+        started = time.monotonic()
+        results[name] = runners[name]()
+        results[name]["seconds"] = time.monotonic() - started
+        path = write_result(name, results[name], env)
+        console.print(f"[green]wrote[/] {path.relative_to(RESULTS_DIR.parent.parent)}")
+        if name in plotters:
+            if plots.available():
+                plotters[name](results[name], RESULTS_DIR / f"{name}.png")
+            else:
+                console.print(f"[yellow]no plot for {name}[/]: matplotlib is not installed")
+    write_result("summary", {"selected": selected, **_headline(results)}, env)
+    print_summary(_summary_rows(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

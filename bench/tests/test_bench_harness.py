@@ -1,0 +1,145 @@
+"""The harness's pure parts: the synthetic corpus, bounded load runs, the eval set and scoring."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bench.pipeline import run_token, synthetic_documents
+from bench.queries import LoadLimits, run_load
+from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
+from bench.run import BENCHMARKS, _selection
+from bench.sweep import FULL_POINTS, SweepPoint
+from ragstream_embedder.settings import EmbedderSettings
+
+
+class TestSyntheticDocuments:
+    def test_same_seed_same_text_but_for_the_token(self) -> None:
+        """A seed fixes the corpus; only the run token (the cache buster) differs between runs."""
+        first = synthetic_documents(3, seed=7, token="aaaa")
+        second = synthetic_documents(3, seed=7, token="bbbb")
+        # Lower-cased: a sentence that starts with the token capitalises it.
+        assert [d["content"].lower().replace("aaaa", "") for d in first] == [
+            d["content"].lower().replace("bbbb", "") for d in second
+        ]
+
+    def test_unique_ids_carrying_the_token(self) -> None:
+        """Every document has its own id, named after the run, so runs never overwrite each other."""
+        ids = [d["doc_id"] for d in synthetic_documents(20, seed=1, token="amber otter")]
+        assert len(set(ids)) == 20
+        assert all("amber-otter" in doc_id for doc_id in ids)
+
+    def test_sections_of_the_asked_size(self) -> None:
+        """Each document has the asked number of headed sections of at least the asked length."""
+        content = synthetic_documents(1, seed=3, token="x", sections=4, words_per_section=50)[0][
+            "content"
+        ]
+        assert content.count("\n## ") == 4
+        assert len(content.split()) >= 200
+
+
+class TestRunToken:
+    def test_four_words_differing_between_runs(self) -> None:
+        """A run token is four words, and two runs (almost surely) get different ones."""
+        tokens = {run_token() for _ in range(20)}
+        assert len(tokens) > 1
+        assert all(len(token.split()) == 4 for token in tokens)
+
+
+class TestRunLoad:
+    async def test_bounded_by_count(self) -> None:
+        """A run sends exactly the requested number of requests, however many workers."""
+        asked: list[str] = []
+
+        async def ask(question: str) -> None:
+            asked.append(question)
+
+        summary = await run_load(ask, ["a", "b"], 4, LoadLimits(requests=10, seconds=30))
+        assert len(asked) == 10
+        assert summary["count"] == 10
+        assert set(asked) == {"a", "b"}
+
+    async def test_bounded_by_time(self) -> None:
+        """Workers stop taking requests once the time bound has passed."""
+
+        async def ask(question: str) -> None:
+            await asyncio.sleep(0.05)
+
+        summary = await run_load(ask, ["q"], 2, LoadLimits(requests=10_000, seconds=0.2))
+        assert summary["count"] < 20
+
+    async def test_failures_are_counted_not_timed(self) -> None:
+        """A failed request counts as an error and adds no latency sample."""
+
+        async def ask(question: str) -> None:
+            if question == "bad":
+                raise RuntimeError("no")
+
+        summary = await run_load(ask, ["good", "bad"], 1, LoadLimits(requests=4, seconds=30))
+        assert summary["count"] == 2
+        assert summary["errors"] == 2
+
+
+class TestEvalSet:
+    def test_every_relevant_document_is_in_the_corpus(self) -> None:
+        """Each question names relevant documents that the evaluation corpus really holds."""
+        ids = {doc["doc_id"] for doc in eval_documents()}
+        questions = load_questions()
+        assert len(questions) >= 20
+        for question in questions:
+            assert question["relevant"], question["id"]
+            assert set(question["relevant"]) <= ids, question["id"]
+
+    def test_samples_named_as_ragstream_up_names_them(self) -> None:
+        """Sample documents are ``sample-<file stem>``, the ids ``ragstream up`` gives them."""
+        stems = {f"sample-{path.stem}" for path in Path(CORPUS).glob("*.md")}
+        assert stems <= {doc["doc_id"] for doc in eval_documents()}
+
+    def test_question_ids_unique(self) -> None:
+        """Question ids are unique, so per-question results can be told apart."""
+        ids = [q["id"] for q in load_questions()]
+        assert len(ids) == len(set(ids))
+
+
+class TestScore:
+    def test_means_over_questions(self) -> None:
+        """The scores are means over questions of each metric."""
+        questions = [{"relevant": ["a"]}, {"relevant": ["b"]}]
+        figures = score([["a", "x"], ["x", "b"]], questions)
+        assert figures["recall@5"] == 1.0
+        assert figures["mrr@10"] == pytest.approx(0.75)
+
+
+class TestSelection:
+    def test_all_by_default(self) -> None:
+        """Without --only or --skip every benchmark runs, in the fixed order."""
+        assert _selection(None, None) == list(BENCHMARKS)
+
+    def test_only_and_skip(self) -> None:
+        """--only narrows the set, --skip removes from it, and the order stays fixed."""
+        assert _selection("queries,ingest", None) == ["ingest", "queries"]
+        assert "sweep" not in _selection(None, "sweep")
+
+    def test_unknown_names_refused(self) -> None:
+        """A misspelt benchmark stops the run before anything is measured."""
+        with pytest.raises(SystemExit, match="unknown"):
+            _selection("ingestion", None)
+
+
+class TestSweepPoint:
+    def test_environment_of_a_point(self) -> None:
+        """A point sets exactly the embedder's two batching settings."""
+        assert SweepPoint(16, 20).env() == {
+            "RAGSTREAM_BATCH_MAX_MESSAGES": "16",
+            "RAGSTREAM_BATCH_MAX_WAIT_MS": "20",
+        }
+
+    def test_full_sweep_includes_the_default(self) -> None:
+        """The full sweep measures the embedder's default batching too, as the reference point."""
+        fields = EmbedderSettings.model_fields
+        default = SweepPoint(
+            fields["batch_max_messages"].default, fields["batch_max_wait_ms"].default
+        )
+        assert default in FULL_POINTS

@@ -1,0 +1,99 @@
+"""The benchmark's figures: percentiles, ratios and ranking quality, checked by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.metrics import (
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    ratio,
+    recall_at_k,
+    summarise_latencies,
+)
+
+
+class TestPercentile:
+    def test_interpolates_between_ranks(self) -> None:
+        """The percentile interpolates linearly between neighbouring ranks, as numpy does."""
+        assert percentile([1, 2, 3, 4], 50) == 2.5
+        assert percentile([10, 20, 30, 40, 50], 90) == pytest.approx(46.0)
+
+    def test_extremes_are_min_and_max(self) -> None:
+        """The 0th and 100th percentiles are the smallest and largest samples, in any order."""
+        assert percentile([5, 1, 9], 0) == 1
+        assert percentile([5, 1, 9], 100) == 9
+
+    def test_one_sample(self) -> None:
+        """A single sample is every percentile."""
+        assert percentile([7.5], 99) == 7.5
+
+    def test_refuses_empty_and_out_of_range(self) -> None:
+        """No samples, or a percentile outside 0..100, is an error rather than a made-up figure."""
+        with pytest.raises(ValueError, match="no samples"):
+            percentile([], 50)
+        with pytest.raises(ValueError, match="outside"):
+            percentile([1], 101)
+
+
+class TestRatio:
+    def test_divides(self) -> None:
+        """A ratio is the numerator over the denominator."""
+        assert ratio(3.0, 4.0) == 0.75
+
+    def test_none_without_a_denominator(self) -> None:
+        """A zero denominator gives None, not an exception or infinity."""
+        assert ratio(1.0, 0.0) is None
+
+
+class TestSummariseLatencies:
+    def test_percentiles_and_throughput(self) -> None:
+        """The summary holds the percentiles of the latencies and requests per second of wall time."""
+        summary = summarise_latencies([10.0, 20.0, 30.0, 40.0], seconds=2.0)
+        assert summary["count"] == 4
+        assert summary["p50_ms"] == 25.0
+        assert summary["mean_ms"] == 25.0
+        assert summary["throughput_per_s"] == 2.0
+
+
+class TestRecallAtK:
+    def test_share_of_relevant_found(self) -> None:
+        """Recall is the share of relevant documents among the first k distinct results."""
+        assert recall_at_k(["a", "b", "c"], {"a", "c"}, k=2) == 0.5
+        assert recall_at_k(["a", "b", "c"], {"a", "c"}, k=3) == 1.0
+
+    def test_repeats_count_once(self) -> None:
+        """Several chunks of one document take one rank, so they do not push others out of k."""
+        assert recall_at_k(["a", "a", "a", "b"], {"b"}, k=2) == 1.0
+
+    def test_refuses_no_relevant(self) -> None:
+        """A question without relevant documents cannot be scored."""
+        with pytest.raises(ValueError, match="no relevant"):
+            recall_at_k(["a"], set(), k=5)
+
+
+class TestMrrAtK:
+    def test_reciprocal_rank_of_first_hit(self) -> None:
+        """MRR is one over the rank of the first relevant result."""
+        assert mrr_at_k(["x", "y", "a"], {"a"}, k=10) == pytest.approx(1 / 3)
+
+    def test_zero_beyond_k(self) -> None:
+        """A relevant result past rank k scores nothing."""
+        assert mrr_at_k(["x", "y", "a"], {"a"}, k=2) == 0.0
+
+
+class TestNdcgAtK:
+    def test_perfect_ranking_is_one(self) -> None:
+        """Relevant documents ranked first give an nDCG of one."""
+        assert ndcg_at_k(["a", "b", "x"], {"a", "b"}, k=10) == pytest.approx(1.0)
+
+    def test_discounts_lower_ranks(self) -> None:
+        """A single relevant document at rank 2 scores 1/log2(3) against the ideal of rank 1."""
+        assert ndcg_at_k(["x", "a"], {"a"}, k=10) == pytest.approx(1 / math.log2(3))
+
+    def test_nothing_relevant_found(self) -> None:
+        """No relevant document in the first k gives zero."""
+        assert ndcg_at_k(["x", "y"], {"a"}, k=10) == 0.0

@@ -1,0 +1,43 @@
+"""The plots render from result dictionaries shaped as the benchmarks return them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import plots
+
+pytest.importorskip("matplotlib")
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class TestPlots:
+    def test_queries(self, tmp_path: Path) -> None:
+        """Latency against concurrency renders, skipping levels that got no answers."""
+        figures = {"p50_ms": 50.0, "p99_ms": 90.0}
+        result = {
+            "gateway": {"1": figures, "8": figures, "32": {"count": 0.0, "errors": 3.0}},
+            "in_process": {"1": figures, "8": figures},
+        }
+        assert _is_png(plots.plot_queries(result, tmp_path / "q.png"))
+
+    def test_retrieval_quality(self, tmp_path: Path) -> None:
+        """Grouped bars per alpha render."""
+        scores = {"recall@5": 1.0, "mrr@10": 0.9, "ndcg@10": 0.95}
+        result = {"questions": 2, "alphas": {"0": scores, "0.5": scores, "1": scores}}
+        assert _is_png(plots.plot_retrieval_quality(result, tmp_path / "r.png"))
+
+    def test_sweep(self, tmp_path: Path) -> None:
+        """Freshness against throughput renders, one labelled point per setting."""
+        point = {
+            "label": "16 msgs / 20 ms",
+            "chunks_per_s": 20.0,
+            "freshness_p50_ms": 900.0,
+            "freshness_p99_ms": 1500.0,
+        }
+        result = {"points": [point, {**point, "label": "1 msgs / 0 ms", "chunks_per_s": 12.0}]}
+        assert _is_png(plots.plot_sweep(result, tmp_path / "s.png"))
