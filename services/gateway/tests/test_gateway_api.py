@@ -18,12 +18,15 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from starlette.requests import ClientDisconnect
 
 from ragstream_common.events import (
     AnswerCompleted,
+    AnswerDelta,
     Citation,
     DocumentStage,
     DocumentStatus,
+    Event,
     QueryRequested,
 )
 from ragstream_common.messaging import publish_event
@@ -62,7 +65,8 @@ class Harness:
         return gateway
 
 
-Responder = Callable[[QueryRequested], AnswerCompleted | None]
+# A responder answers with one event, or several (a streamed answer's deltas, then its answer).
+Responder = Callable[[QueryRequested], AnswerCompleted | list[Event] | None]
 
 
 def _answer_for(query: QueryRequested, **fields: Any) -> AnswerCompleted:
@@ -110,8 +114,9 @@ async def running(
         @broker.subscriber(QUERIES, group_id="fake-pipeline")
         async def answer(query: QueryRequested) -> None:
             reply = responder(query)
-            if reply is not None:
-                await publish_event(broker, reply, topic=ANSWERS, key=query.reply_to)
+            replies = reply if isinstance(reply, list) else [] if reply is None else [reply]
+            for event in replies:
+                await publish_event(broker, event, topic=ANSWERS, key=query.reply_to)
 
     async with (
         TestKafkaBroker(broker, connect_only=True),
@@ -308,6 +313,152 @@ class TestQuery:
             assert response.status_code == 503
             assert "Kafka is unavailable" in response.json()["detail"]
             assert len(h.gateway.replies) == 0
+
+
+def _delta(query: QueryRequested, seq: int, delta: str) -> AnswerDelta:
+    return AnswerDelta(
+        query_id=query.query_id, tenant=query.tenant, reply_to=query.reply_to, seq=seq, delta=delta
+    )
+
+
+def _parse_sse(text: str) -> list[tuple[str, Any]]:
+    """Return the (event, JSON data) pairs of a Server-Sent Events body, comments skipped."""
+    events: list[tuple[str, Any]] = []
+    for block in text.split("\n\n"):
+        lines = [line for line in block.split("\n") if line and not line.startswith(":")]
+        if not lines:
+            continue
+        fields = dict(line.split(": ", 1) for line in lines)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def _stream(h: Harness, **payload: Any) -> tuple[httpx.Response, list[tuple[str, Any]]]:
+    async with h.client.stream(
+        "POST", "/v1/query", json={"query": "capital?", "stream": True, **payload}
+    ) as response:
+        text = (await response.aread()).decode()
+    return response, _parse_sse(text)
+
+
+class TestStreamedQuery:
+    async def test_every_delta_arrives_in_order_then_done(self) -> None:
+        """Streaming delivers every delta in order and a final done event with the full answer."""
+        pieces = ["echo: ", "capital? ", "[1]"]
+
+        def streaming(query: QueryRequested) -> list[Event]:
+            deltas: list[Event] = [_delta(query, n, p) for n, p in enumerate(pieces)]
+            return [*deltas, _answer_for(query, timings={"generate_ms": 2.5, "ttft_ms": 1.0})]
+
+        async with running(responder=streaming) as h:
+            response, events = await _stream(h)
+
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            *deltas, (kind, done) = events
+            assert kind == "done"
+            assert deltas == [("delta", {"seq": n, "delta": p}) for n, p in enumerate(pieces)]
+            assert "".join(piece for _, piece in (d.values() for _, d in deltas)) == done["answer"]
+            assert done["citations"][0]["doc_id"] == "doc-1"
+            assert done["query_id"] == h.recorded.of(QUERIES)[0]["body"]["query_id"]
+            assert h.recorded.of(QUERIES)[0]["body"]["stream"] is True
+            assert done["timings"]["generate_ttft_ms"] == 1.0
+            assert 0 < done["timings"]["ttft_ms"] <= done["timings"]["gateway_total_ms"]
+            assert len(h.gateway.replies) == 0
+            metrics = h.gateway.metrics
+            assert metrics.queries_in_flight.labels("gateway")._value.get() == 0
+            assert metrics.answers_seen.labels("gateway", "delta")._value.get() == 3
+            registry = metrics.service.registry
+            count = registry.get_sample_value(
+                "ragstream_gateway_ttft_seconds_count", {"service": "gateway"}
+            )
+            assert count == 1
+
+    async def test_out_of_order_deltas_are_put_back_in_order(self) -> None:
+        """Deltas published out of order, or twice, reach the client once each, in seq order."""
+
+        def shuffled(query: QueryRequested) -> list[Event]:
+            a, b, c = _delta(query, 0, "a"), _delta(query, 1, "b"), _delta(query, 2, "c")
+            return [b, a, a, c, _answer_for(query, answer="abc")]
+
+        async with running(responder=shuffled) as h:
+            _, events = await _stream(h)
+
+            assert [data for kind, data in events if kind == "delta"] == [
+                {"seq": 0, "delta": "a"},
+                {"seq": 1, "delta": "b"},
+                {"seq": 2, "delta": "c"},
+            ]
+            assert events[-1][0] == "done"
+
+    async def test_downstream_failure_ends_with_an_error_event(self) -> None:
+        """An answer carrying an error ends the stream with an error event, not done."""
+
+        def failing(query: QueryRequested) -> list[Event]:
+            return [_delta(query, 0, "Partial"), _answer_for(query, error="generation failed: X")]
+
+        async with running(responder=failing) as h:
+            _, events = await _stream(h)
+
+            assert events[0] == ("delta", {"seq": 0, "delta": "Partial"})
+            kind, data = events[-1]
+            assert kind == "error"
+            assert data["detail"] == "generation failed: X"
+            assert data["query_id"] == h.recorded.of(QUERIES)[0]["body"]["query_id"]
+            assert len(h.gateway.replies) == 0
+
+    async def test_no_answer_ends_with_a_timeout_error_event(self) -> None:
+        """A stream with no answer within the query timeout ends with an error and leaks nothing."""
+        async with running(query_timeout_s=0.1) as h:
+            response, events = await _stream(h)
+
+            assert response.status_code == 200
+            assert events == [
+                (
+                    "error",
+                    {
+                        "detail": "no answer within 0.1 s",
+                        "query_id": h.recorded.of(QUERIES)[0]["body"]["query_id"],
+                    },
+                )
+            ]
+            assert len(h.gateway.replies) == 0
+            metrics = h.gateway.metrics
+            assert metrics.query_timeouts.labels("gateway")._value.get() == 1
+            assert metrics.queries_in_flight.labels("gateway")._value.get() == 0
+
+    async def test_client_leaving_before_the_first_byte_leaks_nothing(self) -> None:
+        """A client that disconnects before the stream starts leaves no pending query behind."""
+        async with running(query_timeout_s=5) as h:
+            body = json.dumps({"query": "q", "stream": True}).encode()
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.4"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/v1/query",
+                "raw_path": b"/v1/query",
+                "query_string": b"",
+                "root_path": "",
+                "headers": [(b"content-type", b"application/json"), (b"host", b"gateway")],
+                "client": ("127.0.0.1", 1),
+                "server": ("gateway", 80),
+            }
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive() -> dict[str, Any]:
+                return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                raise OSError("the client went away")  # uvicorn's send, once it has left
+
+            with pytest.raises((ClientDisconnect, OSError)):
+                await h.app(scope, receive, send)
+
+            assert len(h.recorded.of(QUERIES)) == 1
+            assert len(h.gateway.replies) == 0
+            assert h.gateway.metrics.queries_in_flight.labels("gateway")._value.get() == 0
 
 
 class TestDocuments:

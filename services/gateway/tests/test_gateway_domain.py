@@ -11,12 +11,14 @@ from pydantic import ValidationError
 
 from ragstream_common.events import (
     AnswerCompleted,
+    AnswerDelta,
     Citation,
     DocumentStatus,
     QueryFilters,
     Usage,
 )
 from ragstream_gateway.domain import (
+    DeltaOrder,
     DocumentIn,
     FiltersIn,
     PendingReplies,
@@ -26,6 +28,8 @@ from ragstream_gateway.domain import (
     answer_to_response,
     content_size,
     decoded_base64_size,
+    sse_comment,
+    sse_event,
     status_url,
     upload_version,
 )
@@ -541,3 +545,74 @@ class TestPendingReplies:
         await asyncio.sleep(0)
         assert all(f.cancelled() for f in futures)
         assert len(replies) == 0
+
+
+def _delta(seq: int, text: str = "x", query_id: str = "q1") -> AnswerDelta:
+    return AnswerDelta(query_id=query_id, reply_to="gw-a", seq=seq, delta=text)
+
+
+class TestPendingStreams:
+    async def test_deltas_then_answer_fill_the_queue_in_arrival_order(self) -> None:
+        """A streamed query's queue gets its deltas, then its answer, which ends the entry."""
+        replies = PendingReplies()
+        queue = replies.expect_stream("q1")
+        assert replies.deliver(_delta(0)) is True
+        assert replies.resolve(_answer("q1")) is True
+        assert isinstance(queue.get_nowait(), AnswerDelta)
+        assert isinstance(queue.get_nowait(), AnswerCompleted)
+        assert "q1" not in replies
+        assert replies.deliver(_delta(1)) is False
+
+    async def test_forget_drops_the_stream(self) -> None:
+        """A stream whose client left or timed out leaves no entry behind."""
+        replies = PendingReplies()
+        replies.expect_stream("q1")
+        replies.forget("q1")
+        assert len(replies) == 0
+        assert replies.resolve(_answer("q1")) is False
+
+    async def test_a_query_id_waits_once_streamed_or_not(self) -> None:
+        """A query id pending as a future cannot also be registered as a stream."""
+        replies = PendingReplies()
+        replies.expect("q1")
+        with pytest.raises(ValueError, match="already pending"):
+            replies.expect_stream("q1")
+
+
+class TestDeltaOrder:
+    def test_in_order_deltas_pass_straight_through(self) -> None:
+        """Each in-order delta is released as it comes."""
+        order = DeltaOrder()
+        assert [d.seq for d in order.push(_delta(0))] == [0]
+        assert [d.seq for d in order.push(_delta(1))] == [1]
+
+    def test_early_deltas_wait_for_the_missing_one(self) -> None:
+        """A delta ahead of its turn is held until the gap fills, then released in order."""
+        order = DeltaOrder()
+        assert order.push(_delta(2, "c")) == []
+        assert order.push(_delta(1, "b")) == []
+        assert order.held() == 2
+        assert [(d.seq, d.delta) for d in order.push(_delta(0, "a"))] == [
+            (0, "a"),
+            (1, "b"),
+            (2, "c"),
+        ]
+        assert order.held() == 0
+
+    def test_duplicates_are_dropped(self) -> None:
+        """A delta already released is not released again."""
+        order = DeltaOrder()
+        order.push(_delta(0))
+        assert order.push(_delta(0)) == []
+
+
+class TestSse:
+    def test_event_is_one_json_data_line(self) -> None:
+        """An SSE event names its type and carries compact JSON on one data line."""
+        assert sse_event("delta", {"seq": 0, "delta": "a\nb"}) == (
+            'event: delta\ndata: {"seq":0,"delta":"a\\nb"}\n\n'
+        )
+
+    def test_comment_starts_with_a_colon(self) -> None:
+        """A heartbeat is a comment line, which SSE clients ignore."""
+        assert sse_comment("keep-alive") == ": keep-alive\n\n"

@@ -21,6 +21,7 @@ from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import ANSWERS, CONTEXTS, dlq_name
 from ragstream_generator.adapters.llm import RouterAnswerModel, build_answer_model
 from ragstream_generator.adapters.local_model import LOCAL_MODEL
+from ragstream_generator.cache import CachedAnswer
 from ragstream_generator.dependencies import Dependencies
 from ragstream_generator.domain import APOLOGY_ANSWER, NO_CONTEXT_ANSWER, NO_MODEL
 from ragstream_generator.handlers import build_router
@@ -295,3 +296,103 @@ class TestOnContext:
         assert answer.answer == APOLOGY_ANSWER
         assert harness.sample("ragstream_llm_failures_total", error_type="ConnectionError") == 1
         assert harness.sample("ragstream_llm_fallbacks_total", kind="escalation") == 1
+
+
+class FakeAnswerCache:
+    """An in-memory AnswerCache scoped by tenant, or one that fails every call."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.broken = broken
+        self.exact: dict[tuple[str, str], CachedAnswer] = {}
+        self.semantic: dict[str, list[CachedAnswer]] = {}
+
+    async def get_exact(self, tenant: str, key: str) -> CachedAnswer | None:
+        if self.broken:
+            raise ConnectionError("redis is down")
+        return self.exact.get((tenant, key))
+
+    async def recent(self, tenant: str) -> list[CachedAnswer]:
+        if self.broken:
+            raise ConnectionError("redis is down")
+        return list(self.semantic.get(tenant, []))
+
+    async def put(self, tenant: str, key: str, entry: CachedAnswer) -> None:
+        if self.broken:
+            raise ConnectionError("redis is down")
+        self.exact[(tenant, key)] = entry
+        if entry.query_vector is not None:
+            self.semantic.setdefault(tenant, []).insert(0, entry)
+
+
+def _asked(
+    text: str = "What limits the number of consumer replicas?",
+    *,
+    tenant: str = "acme",
+    vector: Sequence[float] = (1.0, 0.0, 0.0),
+    chunks: Sequence[RetrievedChunk] = CHUNKS,
+) -> ContextRetrieved:
+    query = QueryRequested(text=text, reply_to="gateway-a", tenant=tenant)
+    return ContextRetrieved(query=query, chunks=list(chunks), query_vector=list(vector))
+
+
+class TestAnswerCaches:
+    async def _ask(
+        self, model: RecordingModel, cache: FakeAnswerCache, context: ContextRetrieved
+    ) -> tuple[AnswerCompleted, Harness]:
+        harness = Harness(model)
+        harness.deps.answer_cache = cache
+        return await harness.send(context), harness
+
+    async def test_repeated_question_is_exact_hit(self) -> None:
+        """The same question over the same passages is answered from the exact cache, counted."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        first, _ = await self._ask(model, cache, _asked())
+        second, harness = await self._ask(model, cache, _asked())
+        assert (first.cached, second.cached) == (False, True)
+        assert second.answer == first.answer
+        assert second.citations == first.citations
+        assert len(model.calls) == 1
+        labels = {"tenant": "acme", "kind": "exact"}
+        assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
+
+    async def test_paraphrase_is_semantic_hit(self) -> None:
+        """A differently worded question with a similar vector is served from the semantic cache."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        first, _ = await self._ask(model, cache, _asked())
+        paraphrase = _asked("How many consumer replicas can I run?", vector=(0.99, 0.05, 0.0))
+        second, harness = await self._ask(model, cache, paraphrase)
+        assert second.cached
+        assert second.answer == first.answer
+        assert len(model.calls) == 1
+        labels = {"tenant": "acme", "kind": "semantic"}
+        assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
+
+    async def test_changed_cited_chunk_is_not_served(self) -> None:
+        """After the cited passage changes (new chunk id and text), the model is asked again."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        await self._ask(model, cache, _asked())
+        edited = CHUNKS[1].model_copy(
+            update={"chunk_id": "c-kafka-v2", "text": "Partitions cap consumer replicas."}
+        )
+        second, _ = await self._ask(model, cache, _asked(chunks=[CHUNKS[0], edited]))
+        assert not second.cached
+        assert len(model.calls) == 2
+
+    async def test_other_tenant_misses_both_caches(self) -> None:
+        """The same question from another tenant is not served from the first tenant's answers."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        await self._ask(model, cache, _asked())
+        second, _ = await self._ask(model, cache, _asked(tenant="globex"))
+        assert not second.cached
+        assert len(model.calls) == 2
+
+    async def test_failing_cache_still_answers(self) -> None:
+        """A cache that raises on every call costs the cache, never the answer."""
+        model, cache = RecordingModel(), FakeAnswerCache(broken=True)
+        answer, harness = await self._ask(model, cache, _asked())
+        assert not answer.cached
+        assert answer.error is None
+        assert answer.answer == model.replies[0]
+        for operation in ("lookup", "store"):
+            errors = harness.sample("ragstream_answer_cache_errors_total", operation=operation)
+            assert errors == 1

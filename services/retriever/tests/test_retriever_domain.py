@@ -535,3 +535,9 @@ class TestBuildContext:
         assert context.query == query
         assert [chunk.chunk_id for chunk in context.chunks] == ["a1", "b1"]
         assert context.timings == {"search_ms": 1.235}
+
+    def test_context_carries_the_query_vector(self) -> None:
+        """The query's embedding rides along for the generator's semantic cache."""
+        query = QueryRequested(text="how to set up?", reply_to="gw-1", tenant="acme")
+        assert build_context(query, [], {}).query_vector is None
+        assert build_context(query, [], {}, [0.25, 0.5]).query_vector == [0.25, 0.5]

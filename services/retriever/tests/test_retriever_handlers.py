@@ -455,7 +455,7 @@ class TestIndexRole:
 
 class TestSearchRole:
     async def test_context_is_published_keyed_by_query_id(self) -> None:
-        """A query yields a ContextRetrieved on contexts, keyed by its query id, with timings."""
+        """A query yields a ContextRetrieved on contexts, keyed by its query id, timed, with its vector."""
         h = _harness()
         h.index.serve(_hit("a", "a1", 0.9), _hit("b", "b1", 0.8))
         query = QueryRequested(query_id="q-1", tenant="acme", text="setup?", top_k=2, reply_to="gw")
@@ -473,6 +473,7 @@ class TestSearchRole:
             "retrieve_ms",
         }
         assert context.timings["retrieve_ms"] >= context.timings["search_ms"]
+        assert context.query_vector == [0.5] * DIMS
 
     async def test_search_is_filtered_by_tenant_with_the_configured_alpha(self) -> None:
         """The index is asked for the query's tenant, text, vector, alpha and an overfetch."""

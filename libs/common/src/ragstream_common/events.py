@@ -221,6 +221,7 @@ class ContextRetrieved(Event):
     query: QueryRequested
     chunks: list[RetrievedChunk]
     timings: dict[str, float] = Field(default_factory=dict)
+    query_vector: list[float] | None = None
 
 
 class Citation(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -13,11 +14,14 @@ from aiokafka.structs import RecordMetadata
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
+from starlette.types import Receive, Scope, Send
 
 from ragstream_common.events import (
+    AnswerCompleted,
+    AnswerDelta,
     DocumentDeleted,
     DocumentStatus,
     DocumentUpserted,
@@ -32,6 +36,7 @@ from ragstream_gateway.domain import (
     DEFAULT_TENANT,
     DOC_ID_PATTERN,
     TENANT_PATTERN,
+    DeltaOrder,
     DocumentAccepted,
     DocumentIn,
     DocumentStatusView,
@@ -40,7 +45,10 @@ from ragstream_gateway.domain import (
     QueryAnswer,
     QueryIn,
     StatusBook,
+    StreamItem,
     answer_to_response,
+    sse_comment,
+    sse_event,
     status_url,
     upload_version,
 )
@@ -144,6 +152,9 @@ DocIdPath = Annotated[
     str, Path(pattern=DOC_ID_PATTERN, description="The document id; it may contain '/'.")
 ]
 TenantQuery = Annotated[str, Query(pattern=TENANT_PATTERN, description="The document's tenant.")]
+
+# A streamed response with nothing to send says so this often, so proxies keep it open.
+_HEARTBEAT_S = 10.0
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "Kafka is unavailable."},
@@ -276,6 +287,11 @@ async def delete_document(
     "/query",
     response_model=QueryAnswer,
     responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "The answer; with `stream: true`, Server-Sent Events: `delta` "
+            "(`{seq, delta}`), then `done` (this body) or `error` (`{detail, query_id}`).",
+        },
         502: {"model": ErrorBody, "description": "The pipeline failed to answer."},
         504: {"model": ErrorBody, "description": "No answer within the query timeout."},
         **_ERRORS,
@@ -283,8 +299,10 @@ async def delete_document(
     tags=["queries"],
     summary="Ask a question of the indexed documents",
 )
-async def query(body: QueryIn, request: Request, gateway: GatewayDep) -> QueryAnswer:
-    """Answer a question with citations, waiting for the pipeline's answer."""
+async def query(
+    body: QueryIn, request: Request, gateway: GatewayDep
+) -> QueryAnswer | StreamingResponse:
+    """Answer a question with citations, waiting for the pipeline's answer (or streaming it)."""
     started = time.perf_counter()
     settings = gateway.settings
     if not gateway.ready:
@@ -295,6 +313,8 @@ async def query(body: QueryIn, request: Request, gateway: GatewayDep) -> QueryAn
     request.state.correlation_id = correlation_id
     bind_correlation_id(correlation_id)
 
+    if body.stream:
+        return await _stream_query(body, gateway, query_id, correlation_id, started)
     # Registered before publishing: an answer can arrive before publish() even returns.
     pending = gateway.replies.expect(query_id)
     gateway.metrics.queries_in_flight.labels(gateway.metrics.name).inc()
@@ -309,6 +329,7 @@ async def query(body: QueryIn, request: Request, gateway: GatewayDep) -> QueryAn
                 filters=body.filters.to_event() if body.filters else None,
                 min_score=body.min_score,
                 reply_to=settings.instance_id,
+                stream=body.stream,
             ),
             topic=QUERIES,
             key=query_id,
@@ -338,6 +359,153 @@ async def query(body: QueryIn, request: Request, gateway: GatewayDep) -> QueryAn
     total_ms = (time.perf_counter() - started) * 1000
     _log.info("query_answered", query_id=query_id, total_ms=round(total_ms, 1))
     return answer_to_response(answer, gateway_total_ms=total_ms)
+
+
+async def _stream_query(
+    body: QueryIn, gateway: Gateway, query_id: str, correlation_id: str, started: float
+) -> StreamingResponse:
+    """Publish a streamed query and return the response that relays its answer as it comes.
+
+    Errors before the first byte (Kafka down, say) are ordinary JSON errors; after it, the
+    stream ends with an ``error`` event instead. The query stays registered until the stream
+    ends, whether by its answer, the query timeout, or the client going away.
+    """
+    settings = gateway.settings
+    # Registered before publishing: a delta can arrive before publish() even returns.
+    queue = gateway.replies.expect_stream(query_id)
+    gateway.metrics.queries_in_flight.labels(gateway.metrics.name).inc()
+    released = False
+
+    def release() -> None:
+        # Runs when the stream ends, and again when the response finishes whichever way (the
+        # client may leave before the stream even started); only the first call counts.
+        nonlocal released
+        if not released:
+            released = True
+            gateway.replies.forget(query_id)
+            gateway.metrics.queries_in_flight.labels(gateway.metrics.name).dec()
+
+    try:
+        await gateway.publish(
+            QueryRequested(
+                query_id=query_id,
+                tenant=body.tenant,
+                text=body.query,
+                top_k=body.top_k,
+                alpha=body.alpha,
+                filters=body.filters.to_event() if body.filters else None,
+                min_score=body.min_score,
+                reply_to=settings.instance_id,
+                stream=True,
+            ),
+            topic=QUERIES,
+            key=query_id,
+            correlation_id=correlation_id,
+            max_wait_s=min(settings.publish_timeout_s, settings.query_timeout_s),
+        )
+    except BaseException:
+        release()
+        raise
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for event in _relay(gateway, query_id, queue, started):
+                yield event
+        finally:
+            release()
+
+    return _EventStream(events(), on_close=release)
+
+
+class _EventStream(StreamingResponse):
+    """A Server-Sent Events response that calls ``on_close`` however it ends.
+
+    Starlette runs a response's background task only after a complete response; a client that
+    disconnects (``ClientDisconnect``) skips it, and may leave before the body's generator has
+    even started, so its ``finally`` never runs either.
+    """
+
+    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            # No caching, and no buffering by proxies that would hold the deltas back (nginx).
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+async def _relay(
+    gateway: Gateway, query_id: str, queue: asyncio.Queue[StreamItem], started: float
+) -> AsyncIterator[str]:
+    """Yield the SSE events of one streamed query: deltas in order, then done or error."""
+    settings = gateway.settings
+    deadline = started + settings.query_timeout_s
+    order = DeltaOrder()
+    first_delta_ms: float | None = None
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            gateway.metrics.query_timeouts.labels(gateway.metrics.name).inc()
+            _log.warning("query_timed_out", query_id=query_id, deltas=order.next_seq)
+            yield sse_event(
+                "error",
+                {
+                    "detail": f"no answer within {settings.query_timeout_s:g} s",
+                    "query_id": query_id,
+                },
+            )
+            return
+        try:
+            async with asyncio.timeout(min(remaining, _HEARTBEAT_S)):
+                item = await queue.get()
+        except TimeoutError:
+            if deadline - time.perf_counter() > 0:
+                yield sse_comment("keep-alive")
+            continue
+        if isinstance(item, AnswerDelta):
+            for delta in order.push(item):
+                if first_delta_ms is None:
+                    first_delta_ms = (time.perf_counter() - started) * 1000
+                    gateway.metrics.first_delta(first_delta_ms / 1000)
+                yield sse_event("delta", {"seq": delta.seq, "delta": delta.delta})
+            continue
+        yield _final_event(item, query_id, order, started, first_delta_ms)
+        return
+
+
+def _final_event(
+    answer: AnswerCompleted,
+    query_id: str,
+    order: DeltaOrder,
+    started: float,
+    first_delta_ms: float | None,
+) -> str:
+    if order.held():
+        # A delta never arrived: the done event still carries the whole answer.
+        _log.warning("stream_gap", query_id=query_id, held=order.held(), next_seq=order.next_seq)
+    if answer.error:
+        _log.warning("query_failed_downstream", query_id=query_id, error=answer.error[:300])
+        return sse_event("error", {"detail": answer.error, "query_id": query_id})
+    total_ms = (time.perf_counter() - started) * 1000
+    _log.info("query_answered", query_id=query_id, total_ms=round(total_ms, 1), streamed=True)
+    response = answer_to_response(answer, gateway_total_ms=total_ms)
+    timings = dict(response.timings)
+    # The generator's ttft_ms counts from the context's arrival there; the client's, from the
+    # request's arrival here, is the one the response reports under that name.
+    if (generator_ttft := timings.pop("ttft_ms", None)) is not None:
+        timings["generate_ttft_ms"] = generator_ttft
+    if first_delta_ms is not None:
+        timings["ttft_ms"] = round(first_delta_ms, 3)
+    return sse_event(
+        "done", response.model_copy(update={"timings": timings}).model_dump(mode="json")
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import json
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pydantic import (
 
 from ragstream_common.events import (
     AnswerCompleted,
+    AnswerDelta,
     DocumentStage,
     DocumentStatus,
     QueryFilters,
@@ -34,6 +36,7 @@ __all__ = [
     "DOC_ID_PATTERN",
     "TENANT_PATTERN",
     "CitationOut",
+    "DeltaOrder",
     "DocumentAccepted",
     "DocumentIn",
     "DocumentStatusView",
@@ -43,11 +46,14 @@ __all__ = [
     "QueryAnswer",
     "QueryIn",
     "StatusBook",
+    "StreamItem",
     "UsageOut",
     "accept_correlation_id",
     "answer_to_response",
     "content_size",
     "decoded_base64_size",
+    "sse_comment",
+    "sse_event",
     "status_url",
     "upload_version",
 ]
@@ -426,6 +432,11 @@ class QueryIn(BaseModel):
         description="Drop passages whose hybrid score (0..1, relative to the query's result "
         "set) is below this; none takes the retriever's default.",
     )
+    stream: bool = Field(
+        default=False,
+        description="Answer as Server-Sent Events: `delta` events as the model writes, then one "
+        "`done` event with the body a non-streamed query returns (or an `error` event).",
+    )
 
     @field_validator("query")
     @classmethod
@@ -519,8 +530,64 @@ def accept_correlation_id(value: str | None) -> str | None:
     return None
 
 
+# What a streamed query's queue carries: pieces of its answer, then the answer itself.
+StreamItem = AnswerDelta | AnswerCompleted
+
+
+class DeltaOrder:
+    """Puts one answer's deltas back in ``seq`` order, holding any that arrive early.
+
+    The generator keys every delta of a query alike, so they share a partition and arrive in
+    order; this is the defence for when they do not (a republished message, a future producer).
+    A duplicate, or a delta older than one already released, is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+        self._early: dict[int, str] = {}
+
+    def push(self, delta: AnswerDelta) -> list[AnswerDelta]:
+        """Take ``delta``; return the deltas now releasable, in order (possibly none).
+
+        Args:
+            delta: A piece of the answer.
+        """
+        if delta.seq < self.next_seq:
+            return []
+        self._early[delta.seq] = delta.delta
+        released: list[AnswerDelta] = []
+        while self.next_seq in self._early:
+            text = self._early.pop(self.next_seq)
+            released.append(delta.model_copy(update={"seq": self.next_seq, "delta": text}))
+            self.next_seq += 1
+        return released
+
+    def held(self) -> int:
+        """How many deltas wait for an earlier one that has not arrived."""
+        return len(self._early)
+
+
+def sse_event(event: str, data: object) -> str:
+    """Format one Server-Sent Event: ``event: <event>`` and ``data: <json>``, then a blank line.
+
+    Args:
+        event: The event's type (``delta``, ``done``, ``error``).
+        data: Its payload, sent as compact JSON on one line.
+    """
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def sse_comment(text: str) -> str:
+    """Format an SSE comment line, which clients ignore: a heartbeat that keeps proxies open.
+
+    Args:
+        text: The comment.
+    """
+    return f": {text}\n\n"
+
+
 class PendingReplies:
-    """The queries this replica waits on, each with the future its answer resolves.
+    """The queries this replica waits on: a future per query, a queue per streamed query.
 
     Every replica sees every answer, so ``resolve`` must be cheap and must ignore answers it does
     not wait for (another replica's, or one that arrives after its request timed out).
@@ -528,6 +595,8 @@ class PendingReplies:
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[AnswerCompleted]] = {}
+        # Streamed queries: their deltas, then their answer, in arrival order.
+        self._streams: dict[str, asyncio.Queue[StreamItem]] = {}
 
     def expect(self, query_id: str) -> asyncio.Future[AnswerCompleted]:
         """Register ``query_id`` and return the future its answer will resolve.
@@ -537,7 +606,7 @@ class PendingReplies:
         Args:
             query_id: The id of the query about to be published.
         """
-        if query_id in self._waiting:
+        if query_id in self:
             raise ValueError(f"query {query_id} is already pending")
         future: asyncio.Future[AnswerCompleted] = asyncio.get_running_loop().create_future()
         self._waiting[query_id] = future
@@ -549,10 +618,40 @@ class PendingReplies:
         Args:
             answer: An answer from the answers topic.
         """
+        stream = self._streams.pop(answer.query_id, None)
+        if stream is not None:
+            stream.put_nowait(answer)
+            return True
         future = self._waiting.pop(answer.query_id, None)
         if future is None or future.done():
             return False
         future.set_result(answer)
+        return True
+
+    def expect_stream(self, query_id: str) -> asyncio.Queue[StreamItem]:
+        """Register streamed ``query_id`` and return the queue its deltas, then answer, fill.
+
+        Register before publishing the query, so that even an instant delta finds its queue.
+
+        Args:
+            query_id: The id of the query about to be published.
+        """
+        if query_id in self:
+            raise ValueError(f"query {query_id} is already pending")
+        queue: asyncio.Queue[StreamItem] = asyncio.Queue()
+        self._streams[query_id] = queue
+        return queue
+
+    def deliver(self, delta: AnswerDelta) -> bool:
+        """Hand ``delta`` to the streamed request it belongs to; return False if none waits.
+
+        Args:
+            delta: A piece of an answer from the answers topic.
+        """
+        stream = self._streams.get(delta.query_id)
+        if stream is None:
+            return False
+        stream.put_nowait(delta)
         return True
 
     def forget(self, query_id: str) -> None:
@@ -560,14 +659,16 @@ class PendingReplies:
         future = self._waiting.pop(query_id, None)
         if future is not None and not future.done():
             future.cancel()
+        # Whatever still sits in a forgotten stream's queue goes with it.
+        self._streams.pop(query_id, None)
 
     def cancel_all(self) -> None:
         """Cancel every pending request, at shutdown."""
-        for query_id in list(self._waiting):
+        for query_id in [*self._waiting, *self._streams]:
             self.forget(query_id)
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self._waiting) + len(self._streams)
 
     def __contains__(self, query_id: object) -> bool:
-        return query_id in self._waiting
+        return query_id in self._waiting or query_id in self._streams

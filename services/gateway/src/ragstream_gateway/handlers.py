@@ -15,7 +15,7 @@ from faststream.kafka import KafkaRouter, Topic
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from ragstream_common.events import AnswerCompleted, DocumentStatus
+from ragstream_common.events import AnswerCompleted, AnswerDelta, DocumentStatus
 from ragstream_common.logging import get_logger
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
 from ragstream_gateway.domain import PendingReplies, StatusBook
@@ -75,13 +75,24 @@ def build_consumers(
 
     @answers
     async def on_answer(message: KafkaMessage) -> None:
-        """Resolve the pending request an answer belongs to; ignore everyone else's."""
+        """Resolve the pending request an answer (or delta) belongs to; ignore everyone else's."""
         # Answers are keyed by reply route: another replica's answer is dropped on its key,
         # before the body is parsed, and so is dead-lettered (if unreadable) only by its owner.
         record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)  # not a batch
         key = record.key
         if key is not None and key != reply_route:
             metrics.answer_seen("foreign")
+            return
+        # The answers topic carries a streamed query's deltas before its answer; the producer
+        # names each message's type in a header (ragstream_common.messaging.publish_event).
+        if message.headers.get("event-type") == AnswerDelta.__name__:
+            delta = AnswerDelta.model_validate_json(message.body)
+            if delta.reply_to != settings.instance_id:
+                metrics.answer_seen("foreign")
+            elif replies.deliver(delta):
+                metrics.answer_seen("delta")
+            else:
+                metrics.answer_seen("late")
             return
         answer = AnswerCompleted.model_validate_json(message.body)
         if answer.reply_to != settings.instance_id:

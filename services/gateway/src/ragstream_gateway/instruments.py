@@ -8,7 +8,7 @@ __all__ = ["GatewayMetrics"]
 
 
 class GatewayMetrics:
-    """HTTP latency, queries in flight, timeouts and reply routing, on one registry.
+    """HTTP latency, queries in flight, timeouts, time to first delta and reply routing.
 
     Args:
         service: The service name, the constant ``service`` label.
@@ -31,8 +31,14 @@ class GatewayMetrics:
         self.answers_seen = self.service.counter(
             "answers_seen_total",
             "Answers read from the answers topic, by outcome: resolved (a request of this "
-            "replica), foreign (another replica's), late (no request waits for it any more).",
+            "replica), delta (a piece of a streamed answer of this replica), foreign (another "
+            "replica's), late (no request waits for it any more).",
             ["outcome"],
+        )
+        self.time_to_first_delta = self.service.histogram(
+            "gateway_ttft_seconds",
+            "Streamed queries: from the request's arrival to the first delta sent to the client.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
         )
         self.status_events = self.service.counter(
             "status_events_total",
@@ -43,6 +49,10 @@ class GatewayMetrics:
     def answer_seen(self, outcome: str) -> None:
         """Count one answer read from the answers topic with ``outcome``."""
         self.answers_seen.labels(self.name, outcome).inc()
+
+    def first_delta(self, seconds: float) -> None:
+        """Record one streamed query's time to its first delta."""
+        self.time_to_first_delta.labels(self.name).observe(seconds)
 
     def status_event(self, outcome: str) -> None:
         """Count one document-status event read with ``outcome``."""

@@ -13,6 +13,7 @@ from ragstream_common.logging import get_logger
 from ragstream_common.messaging import create_broker
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.service import worker_app
+from ragstream_generator.cache import AnswerCache
 from ragstream_generator.dependencies import Dependencies
 from ragstream_generator.handlers import build_router
 from ragstream_generator.ports import AnswerModel
@@ -25,18 +26,28 @@ _log = get_logger(__name__)
 
 
 def create_app(
-    settings: GeneratorSettings | None = None, *, llm: AnswerModel | None = None
+    settings: GeneratorSettings | None = None,
+    *,
+    llm: AnswerModel | None = None,
+    answer_cache: AnswerCache | None = None,
 ) -> AsgiFastStream:
     """Build the generator app; the LiteLLM Router is built when it starts, not here.
 
     Args:
         settings: The settings; read from the environment when None.
         llm: An answering model to use instead of the LiteLLM Router (tests).
+        answer_cache: An answer cache to use instead of Redis at ``settings.redis_url`` (tests).
     """
     settings = settings or GeneratorSettings()
     metrics = ServiceMetrics(settings.service_name)
     broker = create_broker(settings, metrics)
-    deps = Dependencies(settings=settings, metrics=metrics, broker=broker, llm_port=llm)
+    deps = Dependencies(
+        settings=settings,
+        metrics=metrics,
+        broker=broker,
+        llm_port=llm,
+        answer_cache=answer_cache,
+    )
     broker.include_router(build_router(deps))
 
     @asynccontextmanager
@@ -47,6 +58,19 @@ def create_app(
             load_prompt(settings.prompt_version)
             if deps.llm_port is None:
                 deps.llm_port = await _build_router_model(settings, stack)
+            if deps.answer_cache is None and settings.redis_url is not None:
+                from ragstream_generator.adapters.answer_cache import RedisAnswerCache
+
+                answer_cache = RedisAnswerCache.from_url(
+                    settings.redis_url,
+                    ttl_s=settings.answer_cache_ttl_s,
+                    max_entries=settings.semantic_cache_entries,
+                    timeout_s=settings.answer_cache_timeout_s,
+                )
+                stack.push_async_callback(answer_cache.aclose)
+                deps.answer_cache = answer_cache
+                # Reported, not required: an unreachable Redis only means answers are not cached.
+                _log.info("answer_cache", reachable=await answer_cache.ping())
             _log.info("generator_ready", model_group=settings.model_group)
             yield
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from faststream.kafka import KafkaBroker
 
 from ragstream_common.metrics import ServiceMetrics
+from ragstream_generator.cache import AnswerCache
 from ragstream_generator.metrics import GeneratorMetrics
 from ragstream_generator.ports import AnswerModel
 from ragstream_generator.settings import GeneratorSettings
@@ -31,12 +32,14 @@ class Dependencies:
         metrics: The metrics every service has.
         broker: The broker handlers publish with.
         llm_port: The answering model behind the router, once built.
+        answer_cache: The shared answer cache; None when no Redis is configured.
     """
 
     settings: GeneratorSettings
     metrics: ServiceMetrics
     broker: KafkaBroker
     llm_port: AnswerModel | None = None
+    answer_cache: AnswerCache | None = None
     generator_metrics: GeneratorMetrics = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """The generator's Kafka subscriber: thin glue between events, the domain and the model port.
 
-``contexts`` (ContextRetrieved) -> prompt -> cascade of LiteLLM Router groups -> groundedness
-and citations -> ``answers``
+``contexts`` (ContextRetrieved) -> prompt -> answer caches (exact, then semantic) -> on a miss,
+cascade of LiteLLM Router groups -> groundedness and citations -> ``answers``
 (AnswerCompleted, keyed to the gateway replica waiting for it).
 """
 
@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from faststream.kafka import KafkaRouter
 
-from ragstream_common.events import AnswerCompleted, ContextRetrieved, Usage
+from ragstream_common.events import AnswerCompleted, ContextRetrieved, RetrievedChunk, Usage
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import consumer_options, publish_event
 from ragstream_common.topics import ANSWERS, CONTEXTS
+from ragstream_generator.cache import (
+    CachedAnswer,
+    CacheKind,
+    best_semantic_match,
+    exact_key,
+    is_servable,
+)
 from ragstream_generator.cascade import CascadeResult, run_cascade
 from ragstream_generator.dependencies import Dependencies, NotReadyError
 from ragstream_generator.domain import (
@@ -30,6 +38,7 @@ from ragstream_generator.domain import (
     relevant_chunks,
 )
 from ragstream_generator.prompts import load_prompt
+from ragstream_generator.streaming import stream_answer
 
 __all__ = ["GROUP", "answer_context", "build_router"]
 
@@ -94,6 +103,34 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
         template = load_prompt(settings.prompt_version)
         chunks = fit_to_budget(relevant, settings.max_context_words)
         messages = build_messages(query.text, chunks, template)
+        if query.stream:  # deltas on `answers` as the model writes; see streaming.py
+            return await stream_answer(
+                event,
+                deps,
+                chunks=chunks,
+                messages=messages,
+                prompt_version=template.version,
+                started=started,
+            )
+        # The tiers are part of the key: a new cascade does not serve the old one's answers.
+        tiers = ",".join(deps.llm.cascade.tiers)
+        cache_key = exact_key(query.tenant, tiers, template.version, messages)
+        hit = await _cached_answer(deps, event, cache_key, chunks)
+        if hit is not None:
+            entry, kind = hit
+            counters.cache_hit(query.tenant, kind)
+            counters.answered(entry.model, entry.groundedness)
+            _log.info("answered_from_cache", query_id=query.query_id, kind=kind)
+            return completed_answer(
+                event,
+                answer=entry.answer,
+                citations=entry.citations,
+                model=entry.model,
+                generate_ms=_ms_since(started),
+                groundedness=entry.groundedness,
+                usage=Usage(),
+                prompt_version=entry.prompt_version,
+            ).model_copy(update={"cached": True})
         result = CascadeResult()
         timed_out = False
         try:
@@ -153,6 +190,20 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
             prompt_version=template.version,
             attempts=result.attempts,
         )
+        await _store_answer(
+            deps,
+            query.tenant,
+            cache_key,
+            CachedAnswer(
+                answer=answer.answer,
+                citations=answer.citations,
+                model=answer.model,
+                groundedness=answer.groundedness,
+                prompt_version=answer.prompt_version,
+                query_vector=event.query_vector,
+                top_chunk_id=chunks[0].chunk_id,
+            ),
+        )
     _log.info(
         "answered",
         query_id=query.query_id,
@@ -166,6 +217,52 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
         generate_ms=answer.timings["generate_ms"],
     )
     return answer
+
+
+async def _cached_answer(
+    deps: Dependencies, event: ContextRetrieved, key: str, chunks: Sequence[RetrievedChunk]
+) -> tuple[CachedAnswer, CacheKind] | None:
+    """Return a cached answer to ``event`` that still holds, and which cache had it, or None.
+
+    The exact entry's key covers the prompt, passages included, so it holds by construction;
+    the semantic one is checked against the chunks in the prompt (``cache.is_servable``). Both
+    are checked anyway. A failing cache is a miss: the answer never fails because of it.
+    """
+    cache = deps.answer_cache
+    if cache is None:
+        return None
+    tenant = event.query.tenant
+    try:
+        async with asyncio.timeout(deps.settings.answer_cache_timeout_s * 4):
+            exact = await cache.get_exact(tenant, key)
+            if exact is not None and is_servable(exact, chunks):
+                return exact, "exact"
+            if event.query_vector is None:
+                return None
+            similar = best_semantic_match(
+                await cache.recent(tenant),
+                event.query_vector,
+                chunks,
+                deps.settings.semantic_cache_threshold,
+            )
+    except Exception as error:  # any cache failure: answer without it
+        deps.generator_metrics.cache_failed("lookup")
+        _log.warning("answer_cache_lookup_failed", error_type=type(error).__name__)
+        return None
+    return None if similar is None else (similar, "semantic")
+
+
+async def _store_answer(deps: Dependencies, tenant: str, key: str, entry: CachedAnswer) -> None:
+    """Store a model's answer in the caches; an answer citing nothing is not worth keeping."""
+    cache = deps.answer_cache
+    if cache is None or not entry.citations:
+        return
+    try:
+        async with asyncio.timeout(deps.settings.answer_cache_timeout_s * 4):
+            await cache.put(tenant, key, entry)
+    except Exception as error:  # the answer is already made; only the cache misses out
+        deps.generator_metrics.cache_failed("store")
+        _log.warning("answer_cache_store_failed", error_type=type(error).__name__)
 
 
 def _count(deps: Dependencies, tenant: str, result: CascadeResult) -> None:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 from ragstream_common.metrics import ServiceMetrics
 
-__all__ = ["GROUNDEDNESS_BUCKETS", "GeneratorMetrics"]
+__all__ = ["GROUNDEDNESS_BUCKETS", "TTFT_BUCKETS", "GeneratorMetrics"]
 
+# Time to first token: milliseconds for the local model, up to seconds for a hosted one.
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 GROUNDEDNESS_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0)
 
 
@@ -57,6 +59,34 @@ class GeneratorMetrics:
             "Share of each answer's sentences supported by the retrieved passages.",
             buckets=GROUNDEDNESS_BUCKETS,
         )
+        self.time_to_first_token = base.histogram(
+            "time_to_first_token_seconds",
+            "Streamed answers: from the context's arrival to the first delta published.",
+            buckets=TTFT_BUCKETS,
+        )
+
+        self.cache_hits = base.counter(
+            "answer_cache_hits_total",
+            "Answers served from a cache, by tenant and kind (exact or semantic).",
+            ["tenant", "kind"],
+        )
+        self.cache_errors = base.counter(
+            "answer_cache_errors_total",
+            "Answer cache calls that failed (the answer went on without the cache), by operation.",
+            ["operation"],
+        )
+
+    def cache_hit(self, tenant: str, kind: str) -> None:
+        """Count one answer served from the ``kind`` cache for ``tenant``."""
+        self.cache_hits.labels(self.service, tenant, kind).inc()
+
+    def cache_failed(self, operation: str) -> None:
+        """Count one failed cache call (``lookup`` or ``store``)."""
+        self.cache_errors.labels(self.service, operation).inc()
+
+    def first_token(self, seconds: float) -> None:
+        """Record one streamed answer's time to its first delta."""
+        self.time_to_first_token.labels(self.service).observe(seconds)
 
     def answered(self, model: str, groundedness: float | None = None) -> None:
         """Count one published answer written by ``model``, with its groundedness."""

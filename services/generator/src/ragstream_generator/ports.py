@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["AnswerModel", "Cascade", "Completion", "ModelCallError"]
+__all__ = ["AnswerModel", "Cascade", "Completion", "ModelCallError", "StreamingAnswerModel"]
 
 
 @dataclass(frozen=True)
@@ -76,5 +76,22 @@ class AnswerModel(Protocol):
 
         Raises:
             ModelCallError: When every deployment of the group failed.
+        """
+        ...
+
+
+class StreamingAnswerModel(AnswerModel, Protocol):
+    """An answering model that can also stream its reply, piece by piece."""
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str,
+        on_delta: Callable[[str], Awaitable[None]],
+    ) -> Completion:
+        """Return the reply of ``model_group``, awaiting ``on_delta`` with each non-empty piece.
+
+        Raises:
+            ModelCallError: When the group failed, before or after its first piece.
         """
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from pydantic import Field, FilePath
+from pydantic import Field, FilePath, field_validator
 
 from ragstream_common.settings import ServiceSettings
 
@@ -46,3 +46,21 @@ class GeneratorSettings(ServiceSettings):
     # One call to the local model at startup, so the first query does not pay LiteLLM's lazy
     # imports (about half a second); it never reaches a hosted provider.
     warm_up: bool = True
+
+    # The answer caches' Redis, shared by every replica; None (or empty): no answer cache.
+    redis_url: str | None = None
+    # A cached answer lives this long after it was stored (the safety rule, not the TTL, is what
+    # keeps changed documents out; the TTL bounds memory and staleness of wording).
+    answer_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # The least cosine similarity between two questions' vectors for the semantic cache to
+    # treat them as the same question.
+    semantic_cache_threshold: float = Field(default=0.92, ge=0.0, le=1.0)
+    # Recent answers per tenant the semantic lookup scans (brute force, newest first).
+    semantic_cache_entries: int = Field(default=256, ge=1)
+    # Connect and read timeout of a cache call: past it, the answer goes on without the cache.
+    answer_cache_timeout_s: float = Field(default=0.25, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_url_means_no_cache(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None

@@ -582,7 +582,10 @@ def select_chunks(
 
 
 def build_context(
-    query: QueryRequested, chunks: Sequence[RetrievedChunk], timings: Mapping[str, float]
+    query: QueryRequested,
+    chunks: Sequence[RetrievedChunk],
+    timings: Mapping[str, float],
+    query_vector: Sequence[float] | None = None,
 ) -> ContextRetrieved:
     """Return the event carrying ``query`` and its ranked chunks (possibly none) to the generator.
 
@@ -590,9 +593,11 @@ def build_context(
         query: The query as requested.
         chunks: The ranked, deduplicated chunks.
         timings: Milliseconds per step, for the answer's audit trail.
+        query_vector: The query's embedding, for the generator's semantic answer cache.
     """
     return ContextRetrieved(
         query=query,
         chunks=list(chunks),
         timings={name: round(value, 3) for name, value in timings.items()},
+        query_vector=None if query_vector is None else [float(v) for v in query_vector],
     )

@@ -258,7 +258,7 @@ async def search_query(deps: Dependencies, event: QueryRequested) -> None:
         "live_lookup_ms": found.lookup_seconds * 1000,
         "retrieve_ms": (finished - started) * 1000,
     }
-    context = build_context(event, chunks, timings)
+    context = build_context(event, chunks, timings, vectors[0])
     await publish_event(
         deps.broker, context, topic=CONTEXTS, key=event.query_id, metrics=deps.metrics
     )

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,71 @@ class RouterAnswerModel:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             cost_usd=_cost(response),
+            attempts=(*failed, model),
+        )
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str,
+        on_delta: Callable[[str], Awaitable[None]],
+    ) -> Completion:
+        """Ask a model group for a streamed reply, handing each non-empty piece to ``on_delta``.
+
+        The router retries and falls back while it opens the stream (before the first piece);
+        once pieces flow, a failure ends the call: they cannot be taken back.
+
+        Args:
+            messages: The chat messages.
+            model_group: The group to ask.
+            on_delta: Awaited with each non-empty piece of text, in order.
+
+        Raises:
+            ModelCallError: Every deployment failed, the stream broke, or it carried no text.
+        """
+        call_id = self._recorder.start()
+        pieces: list[str] = []
+        usage: Any = None
+        try:
+            chunks = await self.router.acompletion(
+                model=model_group,
+                messages=[dict(message) for message in messages],  # type: ignore[misc]  # plain chat dicts are what AllMessageValues describes
+                metadata={_CALL_ID_KEY: call_id},
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in chunks:  # type: ignore[union-attr]  # stream=True returns a stream
+                usage = getattr(chunk, "usage", None) or usage
+                choices = getattr(chunk, "choices", None) or []
+                delta = getattr(choices[0], "delta", None) if choices else None
+                text = getattr(delta, "content", None)
+                if isinstance(text, str) and text:
+                    pieces.append(text)
+                    await on_delta(text)
+            failed = await self._recorder.finish(call_id)
+        except Exception as error:
+            failed = await self._recorder.finish(call_id)
+            raise ModelCallError(
+                f"{model_group}: {type(error).__name__}: {error}",
+                attempts=failed,
+                error_type=type(error).__name__,
+            ) from error
+        finally:
+            self._recorder.discard(call_id)
+        model = _deployment_name(chunks)
+        text = "".join(pieces)
+        if not text.strip():
+            raise ModelCallError(
+                f"{model} streamed no text",
+                attempts=[*failed, model],
+                error_type=EmptyCompletionError.__name__,
+            )
+        return Completion(
+            text=text,
+            model=model,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost_usd=_cost(chunks),
             attempts=(*failed, model),
         )
 

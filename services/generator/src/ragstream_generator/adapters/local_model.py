@@ -10,19 +10,33 @@ adapts it to LiteLLM's ``CustomLLM`` interface.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from litellm import CustomLLM, ModelResponse
-from litellm.types.utils import Choices, Usage
+from litellm.types.utils import Choices, GenericStreamingChunk, Usage
 
 from ragstream_generator.domain import parse_messages, word_count
 from ragstream_generator.extractive import extractive_answer
 
-__all__ = ["LOCAL_MODEL", "PROVIDER", "ExtractiveLLM", "answer_messages"]
+__all__ = ["LOCAL_MODEL", "PROVIDER", "ExtractiveLLM", "answer_messages", "word_pieces"]
 
 PROVIDER = "ragstream"
 LOCAL_MODEL = f"{PROVIDER}/extractive"
+
+
+# A word with the whitespace after it: the pieces concatenate back to the exact answer.
+_WORD_PIECE = re.compile(r"\s*\S+\s*")
+
+
+def word_pieces(text: str) -> list[str]:
+    """Split ``text`` into word-sized pieces whose concatenation is ``text`` itself.
+
+    Args:
+        text: The answer to stream.
+    """
+    return _WORD_PIECE.findall(text) or ([text] if text else [])
 
 
 def answer_messages(messages: Sequence[Mapping[str, Any]]) -> tuple[str, int, int]:
@@ -59,6 +73,34 @@ class ExtractiveLLM(CustomLLM):
         # and the consumer's heartbeats and the HTTP probes share this loop.
         answer = await asyncio.to_thread(answer_messages, messages)
         return _fill(kwargs.get("model_response"), model, *answer)
+
+    async def astreaming(  # type: ignore[override]  # LiteLLM passes its many arguments by keyword
+        self, model: str, messages: list, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        """Stream the answer to ``messages`` in word-sized pieces (``Router.acompletion(stream=True)``).
+
+        The answer is computed whole (extractive: it is ready in milliseconds), then streamed
+        so that the local tier speaks the same protocol as a hosted model; the last piece
+        carries the usage, as hosted providers do with ``include_usage``.
+        """
+        text, prompt_words, answer_words = await asyncio.to_thread(answer_messages, messages)
+        pieces = word_pieces(text)
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            yield GenericStreamingChunk(
+                text=piece,
+                is_finished=last,
+                finish_reason="stop" if last else "",
+                usage={
+                    "prompt_tokens": prompt_words,
+                    "completion_tokens": answer_words,
+                    "total_tokens": prompt_words + answer_words,
+                }
+                if last
+                else None,
+                index=0,
+                tool_use=None,
+            )
 
 
 def _fill(
