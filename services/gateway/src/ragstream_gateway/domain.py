@@ -30,6 +30,7 @@ from ragstream_common.events import (
     DocumentStatus,
     QueryFilters,
 )
+from ragstream_common.identifiers import DOC_ID_PATTERN, TENANT_PATTERN
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -58,12 +59,7 @@ __all__ = [
     "upload_version",
 ]
 
-# Tenants become Weaviate tenant names downstream, which allow letters, digits, '_' and '-' only.
-TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-# A document id is any 1..256 characters without control characters or surrounding spaces: ids
-# are often paths ("guides/setup.md", what ``ragstream ingest`` uses), so the status route takes
-# the rest of the URL path and the id may hold '/'; other URL characters travel percent-encoded.
-DOC_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,254}[^\s\x00-\x1f\x7f])?$"
+# Document ids may hold '/', so the status route takes the rest of the URL path as the id.
 DEFAULT_TENANT = "default"
 MAX_QUERY_CHARS = 2000
 

@@ -10,7 +10,6 @@ import binascii
 import glob
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ragstream_common.events import DocumentUpserted
+from ragstream_common.identifiers import is_valid_doc_id, is_valid_tenant
 from ragstream_common.topics import MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -53,8 +53,6 @@ _GENERIC_TYPE = "application/octet-stream"
 
 # The gateway's rules, which the CLI may not import: tenants become the index's tenant names,
 # and a doc id must be addressable at GET /v1/documents/{doc_id}.
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_DOC_ID = re.compile(r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]{0,254}[^\s\x00-\x1f\x7f])?$")
 # What a JSON line may set: DocumentUpserted's own fields, so that a dump of the topic replays.
 _LINE_FIELDS = frozenset(DocumentUpserted.model_fields)
 # Room for the record's key, headers and batch framing beside the JSON value.
@@ -67,7 +65,7 @@ class UsageError(Exception):
 
 def valid_tenant(tenant: str) -> bool:
     """Return whether ``tenant`` is a name the index accepts (letters, digits, _ and -)."""
-    return bool(_TENANT.match(tenant))
+    return is_valid_tenant(tenant)
 
 
 @dataclass(frozen=True)
@@ -227,7 +225,7 @@ def _checked_base64(encoded: str) -> str:
 
 
 def _check_addressable(doc_id: str) -> None:
-    if not _DOC_ID.match(doc_id):
+    if not is_valid_doc_id(doc_id):
         raise ValueError(
             f"doc id {doc_id!r} is not 1..256 characters without control characters "
             "or surrounding spaces"
