@@ -55,6 +55,25 @@ class TestCreateApp:
             (LOCAL_MODEL, "The gateway listens on port 8000. [1]")
         ]
 
+    async def test_unreachable_redis_with_every_cache_and_a_budget_still_answers(self) -> None:
+        """Answer caches, LiteLLM's call cache and the spend store all down: the answer still comes."""
+        # Nothing listens on port 1: every Redis call is refused at once.
+        settings = GeneratorSettings(
+            redis_url="redis://127.0.0.1:1/0", tenant_budget_usd_per_day=1.0, warm_up=False
+        )
+        app = create_app(settings)
+        assert isinstance(app.broker, KafkaBroker)
+        answers: list[AnswerCompleted] = []
+
+        @app.broker.subscriber(ANSWERS)
+        async def collect(event: AnswerCompleted) -> None:
+            answers.append(event)
+
+        async with TestKafkaBroker(app.broker) as broker, TestApp(app):
+            await publish_event(broker, CONTEXT, topic=CONTEXTS, key=CONTEXT.query.query_id)
+
+        assert [(a.model, a.error) for a in answers] == [(LOCAL_MODEL, None)]
+
     async def test_serves_health_and_metrics(self) -> None:
         """/healthz answers while the broker is reachable and /metrics exposes our instruments."""
         app = create_app(GeneratorSettings())

@@ -84,7 +84,11 @@ class RecordingModel:
         )
 
     async def complete(
-        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Completion:
         self.calls.append(messages)
         self.groups.append(model_group)

@@ -10,6 +10,8 @@ from ragstream_common.events import RetrievedChunk
 from ragstream_generator.adapters.llm import (
     RouterConfigError,
     build_answer_model,
+    call_cache_control,
+    configure_call_cache,
     load_router_config,
     make_litellm_router,
 )
@@ -153,3 +155,30 @@ class TestFallbacks:
             await model.complete(build_messages("Which port?", [CHUNK]))
 
         assert "Connection" in type(raised.value).__name__ or "connect" in str(raised.value).lower()
+
+
+class TestCallCache:
+    def test_tenant_calls_opt_in_under_their_own_namespace(self) -> None:
+        """A tenant's call uses the cache under a namespace naming it, quoted; others bypass it."""
+        assert call_cache_control("acme") == {"use-cache": True, "namespace": "ragstream:llm:acme"}
+        assert call_cache_control("a:b")["namespace"] == "ragstream:llm:a%3Ab"
+        assert call_cache_control(None) == {"no-cache": True, "no-store": True}
+
+    def test_redis_url_sets_litellms_cache_and_none_clears_it(self, tmp_path: Path) -> None:
+        """With a Redis URL LiteLLM gets an opt-in Redis cache; without one it has none."""
+        import litellm
+        from litellm.caching.caching import CacheMode
+        from litellm.caching.redis_cache import RedisCache
+
+        try:
+            cache = configure_call_cache(
+                GeneratorSettings(redis_url="redis://127.0.0.1:1/0", llm_cache_ttl_s=60)
+            )
+            assert cache is not None
+            assert litellm.cache is cache
+            assert isinstance(cache.cache, RedisCache)
+            assert cache.mode == CacheMode.default_off
+            assert cache.ttl == 60
+        finally:
+            assert configure_call_cache(GeneratorSettings()) is None
+        assert litellm.cache is None

@@ -8,6 +8,7 @@ and what it cost, through the real LiteLLM client code.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,10 @@ def _deps(tmp_path: Path, yaml_text: str, **overrides: Any) -> Dependencies:
     )
 
 
-async def _ask(deps: Dependencies, chunks: list[RetrievedChunk] = CHUNKS) -> AnswerCompleted:
-    query = QueryRequested(text=QUESTION, reply_to="gw", tenant="acme")
+async def _ask(
+    deps: Dependencies, chunks: list[RetrievedChunk] = CHUNKS, tenant: str = "acme"
+) -> AnswerCompleted:
+    query = QueryRequested(text=QUESTION, reply_to="gw", tenant=tenant)
     return await answer_context(ContextRetrieved(query=query, chunks=chunks), deps)
 
 
@@ -367,3 +370,62 @@ class TestE2EConfig:
         assert answer.model in {"openai/strong-a", "openai/strong-b"}
         assert answer.usage is not None
         assert answer.usage.cost_usd > 0
+
+
+class OverBudget:
+    """A SpendStore under which every tenant has already spent a dollar today."""
+
+    async def spent(self, tenant: str, day: str) -> float:
+        return 1.0
+
+    async def add(self, tenant: str, day: str, usd: float) -> None:
+        return None
+
+
+class TestBudget:
+    async def test_over_budget_tenant_never_reaches_the_paid_tiers(
+        self, server: RunningServer, control: httpx.Client, tmp_path: Path
+    ) -> None:
+        """Past its budget a tenant is answered by the local model; the server sees no request."""
+        deps = _deps(
+            tmp_path,
+            "model_list:\n"
+            + _deployment("cheap", "cheap", server, input_cost_per_token=1e-6)
+            + _deployment("strong", "strong", server, input_cost_per_token=1e-5)
+            + LOCAL
+            + "ragstream:\n  cascade:\n    tiers: [cheap, strong, local]\n",
+            redis_url=CLOSED_REDIS_URL,
+            tenant_budget_usd_per_day=1.0,
+        )
+        deps.spend_store = OverBudget()
+
+        answer = await _ask(deps)
+
+        assert answer.model == LOCAL_MODEL
+        assert answer.attempts == [LOCAL_MODEL]
+        assert answer.error is None
+        assert _requests(control) == {}
+        assert _sample(deps, "ragstream_budget_degraded_total", tenant="acme") == 1
+
+
+# Nothing listens on port 1: every Redis call is refused at once.
+CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+class TestCallCacheWithoutRedis:
+    async def test_unreachable_redis_never_fails_an_answer(
+        self, server: RunningServer, control: httpx.Client, tmp_path: Path
+    ) -> None:
+        """With LiteLLM's call cache on a Redis that refuses connections, the remote tier answers."""
+        deps = _deps(
+            tmp_path,
+            "model_list:\n" + _deployment("answerer", "primary", server),
+            redis_url=CLOSED_REDIS_URL,
+        )
+
+        answer = await _ask(deps, tenant=f"down-{uuid.uuid4().hex[:8]}")
+
+        assert answer.model == "openai/primary"
+        assert answer.error is None
+        assert answer.cached is False
+        assert _requests(control) == {"primary": 1}

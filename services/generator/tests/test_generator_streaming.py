@@ -76,7 +76,11 @@ class StreamingModel:
         self.completed: list[str | None] = []
 
     async def complete(
-        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Completion:
         self.completed.append(model_group)
         return Completion(text="Whole [1].", model="fake/whole", attempts=("fake/whole",))

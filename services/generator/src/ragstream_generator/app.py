@@ -13,6 +13,7 @@ from ragstream_common.logging import get_logger
 from ragstream_common.messaging import create_broker
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.service import worker_app
+from ragstream_generator.budget import SpendStore
 from ragstream_generator.cache import AnswerCache
 from ragstream_generator.dependencies import Dependencies
 from ragstream_generator.handlers import build_router
@@ -30,6 +31,7 @@ def create_app(
     *,
     llm: AnswerModel | None = None,
     answer_cache: AnswerCache | None = None,
+    spend_store: SpendStore | None = None,
 ) -> AsgiFastStream:
     """Build the generator app; the LiteLLM Router is built when it starts, not here.
 
@@ -37,6 +39,7 @@ def create_app(
         settings: The settings; read from the environment when None.
         llm: An answering model to use instead of the LiteLLM Router (tests).
         answer_cache: An answer cache to use instead of Redis at ``settings.redis_url`` (tests).
+        spend_store: A spend store to use instead of Redis, when budgets are set (tests).
     """
     settings = settings or GeneratorSettings()
     metrics = ServiceMetrics(settings.service_name)
@@ -47,6 +50,7 @@ def create_app(
         broker=broker,
         llm_port=llm,
         answer_cache=answer_cache,
+        spend_store=spend_store,
     )
     broker.include_router(build_router(deps))
 
@@ -71,6 +75,14 @@ def create_app(
                 deps.answer_cache = answer_cache
                 # Reported, not required: an unreachable Redis only means answers are not cached.
                 _log.info("answer_cache", reachable=await answer_cache.ping())
+            if deps.spend_store is None and settings.budgets_enabled and settings.redis_url:
+                from ragstream_generator.adapters.spend import RedisSpendStore
+
+                spend_store = RedisSpendStore.from_url(
+                    settings.redis_url, timeout_s=settings.answer_cache_timeout_s
+                )
+                stack.push_async_callback(spend_store.aclose)
+                deps.spend_store = spend_store
             _log.info("generator_ready", model_group=settings.model_group)
             yield
 

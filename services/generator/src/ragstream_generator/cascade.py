@@ -4,6 +4,9 @@ Each tier is a model group of the LiteLLM Router, which handles its own retries,
 fallbacks; the cascade adds one rule on top: an answer whose groundedness is below the
 threshold, or a tier that fails outright, sends the question to the next tier. The last tier
 (the local extractive model in the shipped configurations) answers whatever it scores.
+
+A tenant over its daily budget climbs no cascade: ``affordable_tiers`` leaves it the last tier
+alone, the free local model by the cascade's contract (cheapest first, the local model last).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ragstream_generator.groundedness import Groundedness, assess
-from ragstream_generator.ports import AnswerModel, Completion, ModelCallError
+from ragstream_generator.ports import AnswerModel, Cascade, Completion, ModelCallError
 
-__all__ = ["CascadeResult", "TierFailure", "run_cascade"]
+__all__ = ["CascadeResult", "TierFailure", "affordable_tiers", "run_cascade"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,16 @@ class CascadeResult:
     escalations: int = 0
 
 
+def affordable_tiers(cascade: Cascade, *, over_budget: bool) -> tuple[str, ...]:
+    """Return the tiers a question may climb: all of them, or only the last when over budget.
+
+    Args:
+        cascade: The configured cascade.
+        over_budget: Whether the asking tenant has spent its budget for the day.
+    """
+    return cascade.tiers[-1:] if over_budget else cascade.tiers
+
+
 async def run_cascade(
     llm: AnswerModel,
     messages: Sequence[Mapping[str, str]],
@@ -53,6 +66,8 @@ async def run_cascade(
     *,
     support_threshold: float,
     result: CascadeResult | None = None,
+    tenant: str | None = None,
+    tiers: Sequence[str] | None = None,
 ) -> CascadeResult:
     """Ask each tier in turn until one answers with enough groundedness.
 
@@ -63,15 +78,18 @@ async def run_cascade(
         support_threshold: A sentence's share of terms a passage must hold to support it.
         result: Filled in as the tiers answer, so a caller that times the cascade out still
             sees what was spent; a new one when None.
+        tenant: The asking tenant, which scopes the model's call cache (None: no caching).
+        tiers: The tiers to climb (see ``affordable_tiers``); the cascade's own when None.
     """
     cascade = llm.cascade
+    tiers = cascade.tiers if tiers is None else tuple(tiers)
     result = result if result is not None else CascadeResult()
-    for index, tier in enumerate(cascade.tiers):
-        last = index == len(cascade.tiers) - 1
+    for index, tier in enumerate(tiers):
+        last = index == len(tiers) - 1
         if index:
             result.escalations += 1
         try:
-            completion = await llm.complete(messages, tier)
+            completion = await llm.complete(messages, tier, tenant=tenant)
         except Exception as raised:  # a port breaking its contract still only fails its tier
             error = (
                 raised

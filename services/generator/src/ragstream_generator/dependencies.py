@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from faststream.kafka import KafkaBroker
 
 from ragstream_common.metrics import ServiceMetrics
+from ragstream_generator.budget import SpendStore
 from ragstream_generator.cache import AnswerCache
 from ragstream_generator.metrics import GeneratorMetrics
 from ragstream_generator.ports import AnswerModel
@@ -33,6 +34,7 @@ class Dependencies:
         broker: The broker handlers publish with.
         llm_port: The answering model behind the router, once built.
         answer_cache: The shared answer cache; None when no Redis is configured.
+        spend_store: Where tenants' daily spend adds up; None when no budget is configured.
     """
 
     settings: GeneratorSettings
@@ -40,6 +42,7 @@ class Dependencies:
     broker: KafkaBroker
     llm_port: AnswerModel | None = None
     answer_cache: AnswerCache | None = None
+    spend_store: SpendStore | None = None
     generator_metrics: GeneratorMetrics = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
 """The generator's Kafka subscriber: thin glue between events, the domain and the model port.
 
-``contexts`` (ContextRetrieved) -> prompt -> answer caches (exact, then semantic) -> on a miss,
-cascade of LiteLLM Router groups -> groundedness and citations -> ``answers``
+``contexts`` (ContextRetrieved) -> prompt -> the tenant's budget (which tiers it may use) ->
+answer caches (exact, then semantic) -> on a miss, cascade of LiteLLM Router groups (each call
+through LiteLLM's own per-tenant call cache) -> groundedness and citations -> ``answers``
 (AnswerCompleted, keyed to the gateway replica waiting for it).
 """
 
@@ -17,6 +18,7 @@ from ragstream_common.events import AnswerCompleted, ContextRetrieved, Retrieved
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import consumer_options, publish_event
 from ragstream_common.topics import ANSWERS, CONTEXTS
+from ragstream_generator.budget import record_spend, tiers_within_budget
 from ragstream_generator.cache import (
     CachedAnswer,
     CacheKind,
@@ -112,9 +114,10 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
                 prompt_version=template.version,
                 started=started,
             )
-        # The tiers are part of the key: a new cascade does not serve the old one's answers.
-        tiers = ",".join(deps.llm.cascade.tiers)
-        cache_key = exact_key(query.tenant, tiers, template.version, messages)
+        # A tenant past its daily budget keeps to the free tier (budget.py). The tiers are part
+        # of the key: a new cascade, or a degraded one, does not serve another's answers.
+        tiers = await tiers_within_budget(deps, query.tenant)
+        cache_key = exact_key(query.tenant, ",".join(tiers), template.version, messages)
         hit = await _cached_answer(deps, event, cache_key, chunks)
         if hit is not None:
             entry, kind = hit
@@ -142,6 +145,8 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
                         [chunk.text for chunk in chunks],
                         support_threshold=settings.support_threshold,
                         result=result,
+                        tenant=query.tenant,
+                        tiers=tiers,
                     )
         except NotReadyError:
             raise
@@ -153,6 +158,7 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
             completion_tokens=sum(c.completion_tokens for c in result.completions),
             cost_usd=sum(c.cost_usd for c in result.completions),
         )
+        await record_spend(deps, query.tenant, usage.cost_usd)
         completion, check = result.completion, result.check
         if completion is None or check is None:
             error_type = "TimeoutError" if timed_out else _last_error_type(result)
@@ -179,6 +185,8 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
             extract_citations(completion.text, chunks), check.supported_citations
         )
         counters.answered(completion.model, check.score)
+        if completion.cached:
+            counters.cache_hit(query.tenant, "llm")
         answer = completed_answer(
             event,
             answer=completion.text,
@@ -189,7 +197,7 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
             usage=usage,
             prompt_version=template.version,
             attempts=result.attempts,
-        )
+        ).model_copy(update={"cached": completion.cached})
         await _store_answer(
             deps,
             query.tenant,
@@ -210,6 +218,7 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
         model=completion.model,
         attempts=result.attempts,
         escalations=result.escalations,
+        cached=completion.cached,
         groundedness=round(check.score, 3),
         passages=len(chunks),
         cited=[citation.n for citation in citations],

@@ -67,7 +67,8 @@ class GeneratorMetrics:
 
         self.cache_hits = base.counter(
             "answer_cache_hits_total",
-            "Answers served from a cache, by tenant and kind (exact or semantic).",
+            "Answers served from a cache, by tenant and kind: `exact` or `semantic` (the answer "
+            "caches) or `llm` (LiteLLM's call cache served the answering call).",
             ["tenant", "kind"],
         )
         self.cache_errors = base.counter(
@@ -75,6 +76,24 @@ class GeneratorMetrics:
             "Answer cache calls that failed (the answer went on without the cache), by operation.",
             ["operation"],
         )
+        self.budget_degradations = base.counter(
+            "budget_degraded_total",
+            "Answers kept on the free tier because the tenant had spent its daily budget.",
+            ["tenant"],
+        )
+        self.budget_errors = base.counter(
+            "budget_errors_total",
+            "Spend store calls that failed (the answer went on unbudgeted), by operation.",
+            ["operation"],
+        )
+
+    def budget_degraded(self, tenant: str) -> None:
+        """Count one answer ``tenant``'s exhausted budget kept on the free tier."""
+        self.budget_degradations.labels(self.service, tenant).inc()
+
+    def budget_failed(self, operation: str) -> None:
+        """Count one failed spend store call (``read`` or ``add``)."""
+        self.budget_errors.labels(self.service, operation).inc()
 
     def cache_hit(self, tenant: str, kind: str) -> None:
         """Count one answer served from the ``kind`` cache for ``tenant``."""

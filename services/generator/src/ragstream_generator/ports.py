@@ -22,6 +22,7 @@ class Completion:
         cost_usd: What the call cost, by LiteLLM's price map or the deployment's own prices.
         attempts: Every deployment call the router made for this reply, in order: a retry
             repeats a name, a fallback changes it; the answering deployment is last.
+        cached: LiteLLM's call cache served the reply (no provider was called; it cost nothing).
     """
 
     text: str
@@ -30,6 +31,7 @@ class Completion:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     attempts: tuple[str, ...] = ()
+    cached: bool = False
 
 
 class ModelCallError(RuntimeError):
@@ -70,9 +72,16 @@ class AnswerModel(Protocol):
         ...
 
     async def complete(
-        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Completion:
         """Return the reply of ``model_group`` (the first tier when None) to ``messages``.
+
+        ``tenant`` scopes any cache the model keeps; without it, the reply is neither served
+        from a cache nor stored in one.
 
         Raises:
             ModelCallError: When every deployment of the group failed.

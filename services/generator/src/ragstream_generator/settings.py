@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, FilePath, field_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 
 from ragstream_common.settings import ServiceSettings
 
@@ -47,8 +48,11 @@ class GeneratorSettings(ServiceSettings):
     # imports (about half a second); it never reaches a hosted provider.
     warm_up: bool = True
 
-    # The answer caches' Redis, shared by every replica; None (or empty): no answer cache.
+    # The Redis every replica shares, for the answer caches, LiteLLM's call cache and the
+    # tenants' daily spend; None (or empty): no caching and no budget.
     redis_url: str | None = None
+    # A model reply LiteLLM cached (per tenant, per model group and exact request) lives this long.
+    llm_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
     # A cached answer lives this long after it was stored (the safety rule, not the TTL, is what
     # keeps changed documents out; the TTL bounds memory and staleness of wording).
     answer_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
@@ -59,6 +63,26 @@ class GeneratorSettings(ServiceSettings):
     semantic_cache_entries: int = Field(default=256, ge=1)
     # Connect and read timeout of a cache call: past it, the answer goes on without the cache.
     answer_cache_timeout_s: float = Field(default=0.25, gt=0)
+
+    # Every tenant's daily budget in US dollars (UTC days); past it the cascade answers with its
+    # last, free tier only. None: no budget.
+    tenant_budget_usd_per_day: float | None = Field(default=None, ge=0)
+    # Budgets of named tenants, overriding the default, as JSON: {"acme": 5.0, "free-tier": 0.1}.
+    tenant_budgets_usd_per_day: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+
+    @property
+    def budgets_enabled(self) -> bool:
+        """Whether any tenant has a budget (and spend must be tracked)."""
+        return self.tenant_budget_usd_per_day is not None or bool(self.tenant_budgets_usd_per_day)
+
+    @model_validator(mode="after")
+    def _budgets_need_redis(self) -> GeneratorSettings:
+        # Spend must add up across replicas; a budget nobody enforces is worse than none.
+        if self.budgets_enabled and self.redis_url is None:
+            raise ValueError("a tenant budget needs redis_url, where spend is tracked")
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -29,6 +29,7 @@ from ragstream_common.events import (
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import publish_event
 from ragstream_common.topics import ANSWERS
+from ragstream_generator.budget import record_spend, tiers_within_budget
 from ragstream_generator.dependencies import Dependencies, NotReadyError
 from ragstream_generator.domain import (
     APOLOGY_ANSWER,
@@ -120,7 +121,7 @@ async def stream_answer(
     try:
         with deps.metrics.time_stage("llm"):
             async with asyncio.timeout(settings.request_timeout_s):
-                for tier in deps.llm.cascade.tiers:
+                for tier in await tiers_within_budget(deps, query.tenant):
                     try:
                         completion = await _stream_tier(deps.llm, messages, tier, publish)
                     except NotReadyError:
@@ -166,6 +167,7 @@ async def stream_answer(
             publish.ttft_ms,
         )
     counters.attempted(completion.attempts)
+    await record_spend(deps, query.tenant, completion.cost_usd)
     counters.spent(
         query.tenant,
         completion.model,

@@ -10,6 +10,14 @@ section is ours: ``ragstream.cascade`` (``tiers``: model groups asked cheapest f
 every completion records it, the deployments that failed before it (through a LiteLLM callback),
 its tokens and its cost.
 
+With a Redis URL, LiteLLM's own cache (``litellm.Cache(type="redis")``, the router's
+``cache_responses``) is the exact cache of model calls, shared by every replica: a call repeating
+an earlier one of the same tenant (same deployment, same messages) is answered from Redis without
+reaching the provider. It is opt-in per call (``CacheMode.default_off``): only calls that name a
+tenant use it, each under the tenant's own namespace, so tenants never share an entry and the
+warm-up and streamed calls never touch it. A Redis that fails is LiteLLM's to swallow: the call
+goes to the provider as if nothing were cached.
+
 Importing this module imports LiteLLM, which takes seconds: the app imports it in its lifespan,
 from a thread, never at import time.
 """
@@ -31,10 +39,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import litellm
 import yaml
+from litellm.caching.caching import Cache, CacheMode
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.types.caching import LiteLLMCacheType
 
 from ragstream_common.logging import get_logger
 from ragstream_generator.adapters.local_model import (
@@ -52,6 +63,8 @@ __all__ = [
     "RouterConfig",
     "RouterConfigError",
     "build_answer_model",
+    "call_cache_control",
+    "configure_call_cache",
     "load_router_config",
     "make_litellm_router",
     "register_attempt_recorder",
@@ -82,6 +95,8 @@ _CONFIG_KEYS = frozenset({"model_list", "router_settings", "ragstream"})
 _CASCADE_KEYS = frozenset({"tiers", "min_groundedness"})
 # The metadata key that ties LiteLLM's failure callbacks to the call that caused them.
 _CALL_ID_KEY = "ragstream_call_id"
+# Prefix of LiteLLM's cache keys in the shared Redis; each tenant's calls add its own suffix.
+_CALL_CACHE_NAMESPACE = "ragstream:llm"
 
 
 class RouterConfigError(ValueError):
@@ -226,7 +241,53 @@ def register_local_model() -> None:
     ]
 
 
-def make_litellm_router(config: RouterConfig) -> litellm.Router:
+def configure_call_cache(settings: GeneratorSettings) -> Cache | None:
+    """Set LiteLLM's process-wide cache to the shared Redis, or to none without a Redis URL.
+
+    No connection is made here; a Redis that is down only makes every call a miss.
+
+    Args:
+        settings: The Redis URL, the entries' lifetime and the calls' timeout.
+    """
+    if settings.redis_url is None:
+        litellm.cache = None
+        return None
+    url = urlsplit(settings.redis_url)
+    db = url.path.lstrip("/")
+    # Passed through to the Redis client: a slow Redis must cost a call milliseconds, not seconds.
+    client_options: dict[str, Any] = {
+        "socket_timeout": settings.answer_cache_timeout_s,
+        "socket_connect_timeout": settings.answer_cache_timeout_s,
+    }
+    if db:
+        client_options["db"] = int(db)
+    cache = Cache(
+        type=LiteLLMCacheType.REDIS,
+        mode=CacheMode.default_off,  # only calls naming a tenant (call_cache_control) use it
+        host=url.hostname or "localhost",
+        port=str(url.port or 6379),
+        password=url.password,
+        namespace=_CALL_CACHE_NAMESPACE,
+        ttl=settings.llm_cache_ttl_s,
+        supported_call_types=["acompletion"],
+        **client_options,
+    )
+    litellm.cache = cache
+    return cache
+
+
+def call_cache_control(tenant: str | None) -> dict[str, Any]:
+    """Return the per-call ``cache`` controls: the tenant's namespace, or no caching at all.
+
+    Args:
+        tenant: The asking tenant; None for calls that must neither read nor write the cache.
+    """
+    if tenant is None:
+        return {"no-cache": True, "no-store": True}
+    return {"use-cache": True, "namespace": f"{_CALL_CACHE_NAMESPACE}:{quote(tenant, safe='')}"}
+
+
+def make_litellm_router(config: RouterConfig, *, cache_responses: bool = False) -> litellm.Router:
     """Build a ``litellm.Router`` from ``config``, with the local model registered.
 
     Construction validates the configuration (unknown settings, malformed fallbacks) but calls
@@ -234,9 +295,13 @@ def make_litellm_router(config: RouterConfig) -> litellm.Router:
 
     Args:
         config: The deployments and router settings.
+        cache_responses: Let calls use ``litellm.cache`` (set it first: see configure_call_cache).
     """
     register_local_model()
-    return litellm.Router(model_list=config.model_list, **config.router_settings)
+    settings = dict(config.router_settings)
+    if cache_responses:
+        settings["cache_responses"] = True
+    return litellm.Router(model_list=config.model_list, **settings)
 
 
 class RouterAnswerModel:
@@ -261,13 +326,19 @@ class RouterAnswerModel:
         return self._cascade
 
     async def complete(
-        self, messages: Sequence[Mapping[str, str]], model_group: str | None = None
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str | None = None,
+        *,
+        tenant: str | None = None,
     ) -> Completion:
         """Ask a model group; the router retries, times out and falls back as configured.
 
         Args:
             messages: The chat messages.
             model_group: The group to ask; the first cascade tier when None.
+            tenant: The asking tenant: the call goes through LiteLLM's cache under its namespace
+                (when a cache is configured); None: the call bypasses the cache.
 
         Raises:
             ModelCallError: Every deployment and fallback failed, or one answered with nothing.
@@ -278,6 +349,7 @@ class RouterAnswerModel:
                 model=model_group or self._cascade.tiers[0],
                 messages=[dict(message) for message in messages],  # type: ignore[misc]  # plain chat dicts are what AllMessageValues describes
                 metadata={_CALL_ID_KEY: call_id},
+                cache=call_cache_control(tenant),
             )
             failed = await self._recorder.finish(call_id)
         except Exception as error:
@@ -298,6 +370,11 @@ class RouterAnswerModel:
                 attempts=[*failed, model],
                 error_type=EmptyCompletionError.__name__,
             )
+        if _cache_hit(response):
+            # Served from LiteLLM's cache: no provider call, so no tokens spent and no cost. A hit
+            # names the model without its provider; the deployment's id gives its full name.
+            model = self._cached_deployment_name(response) or model
+            return Completion(text=text, model=model, attempts=(*failed, model), cached=True)
         usage = getattr(response, "usage", None)
         return Completion(
             text=text,
@@ -307,6 +384,12 @@ class RouterAnswerModel:
             cost_usd=_cost(response),
             attempts=(*failed, model),
         )
+
+    def _cached_deployment_name(self, response: Any) -> str | None:
+        hidden = getattr(response, "_hidden_params", None) or {}
+        model_id = hidden.get("model_id")
+        deployment = self.router.registry().deployment(str(model_id)) if model_id else None
+        return str(deployment.litellm_params.model) if deployment is not None else None
 
     async def stream(
         self,
@@ -337,6 +420,8 @@ class RouterAnswerModel:
                 metadata={_CALL_ID_KEY: call_id},
                 stream=True,
                 stream_options={"include_usage": True},
+                # Streams bypass the call cache: a replayed stream would need its own accounting.
+                cache=call_cache_control(None),
             )
             async for chunk in chunks:  # type: ignore[union-attr]  # stream=True returns a stream
                 usage = getattr(chunk, "usage", None) or usage
@@ -381,7 +466,9 @@ class RouterAnswerModel:
         is ever called (or billed) for it.
         """
         await litellm.acompletion(
-            model=LOCAL_MODEL, messages=[{"role": "user", "content": "warm up"}]
+            model=LOCAL_MODEL,
+            messages=[{"role": "user", "content": "warm up"}],
+            cache=call_cache_control(None),
         )
 
     async def aclose(self) -> None:
@@ -402,12 +489,14 @@ def build_answer_model(settings: GeneratorSettings) -> RouterAnswerModel:
             f"{settings.router_config}: no deployment serves model group "
             f"{settings.model_group!r} (groups: {sorted(config.model_groups)})"
         )
-    router = make_litellm_router(config)
+    call_cache = configure_call_cache(settings)
+    router = make_litellm_router(config, cache_responses=call_cache is not None)
     _log.info(
         "llm_router_built",
         config=str(settings.router_config),
         model_group=settings.model_group,
         deployments=[d["litellm_params"]["model"] for d in config.model_list],
+        call_cache=call_cache is not None,
     )
     cascade = config.cascade or Cascade(tiers=(settings.model_group,))
     if missing := [tier for tier in cascade.tiers if tier not in config.model_groups]:
@@ -429,6 +518,11 @@ def _cost(response: Any) -> float:
         except Exception:  # an unpriced model: LiteLLM raises rather than answering 0
             cost = 0.0
     return float(cost or 0.0)
+
+
+def _cache_hit(response: Any) -> bool:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    return bool(hidden.get("cache_hit"))
 
 
 def _response_text(response: Any) -> str:
