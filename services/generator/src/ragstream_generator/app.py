@@ -62,27 +62,30 @@ def create_app(
             load_prompt(settings.prompt_version)
             if deps.llm_port is None:
                 deps.llm_port = await _build_router_model(settings, stack)
-            if deps.answer_cache is None and settings.redis_url is not None:
+            # One client (one connection pool) serves the answer caches and the spend store.
+            redis = None
+            if settings.redis_url is not None and (
+                deps.answer_cache is None or (deps.spend_store is None and settings.budgets_enabled)
+            ):
+                from ragstream_generator.adapters.redis_client import redis_client
+
+                redis = redis_client(settings.redis_url, timeout_s=settings.answer_cache_timeout_s)
+                stack.push_async_callback(redis.aclose)
+            if deps.answer_cache is None and redis is not None:
                 from ragstream_generator.adapters.answer_cache import RedisAnswerCache
 
-                answer_cache = RedisAnswerCache.from_url(
-                    settings.redis_url,
+                answer_cache = RedisAnswerCache(
+                    redis,
                     ttl_s=settings.answer_cache_ttl_s,
                     max_entries=settings.semantic_cache_entries,
-                    timeout_s=settings.answer_cache_timeout_s,
                 )
-                stack.push_async_callback(answer_cache.aclose)
                 deps.answer_cache = answer_cache
                 # Reported, not required: an unreachable Redis only means answers are not cached.
                 _log.info("answer_cache", reachable=await answer_cache.ping())
-            if deps.spend_store is None and settings.budgets_enabled and settings.redis_url:
+            if deps.spend_store is None and settings.budgets_enabled and redis is not None:
                 from ragstream_generator.adapters.spend import RedisSpendStore
 
-                spend_store = RedisSpendStore.from_url(
-                    settings.redis_url, timeout_s=settings.answer_cache_timeout_s
-                )
-                stack.push_async_callback(spend_store.aclose)
-                deps.spend_store = spend_store
+                deps.spend_store = RedisSpendStore(redis)
             _log.info("generator_ready", model_group=settings.model_group)
             yield
 

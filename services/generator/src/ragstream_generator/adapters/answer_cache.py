@@ -10,9 +10,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
+from ragstream_generator.adapters.redis_client import redis_client
 from ragstream_generator.cache import CachedAnswer
 
 __all__ = ["RedisAnswerCache"]
@@ -46,15 +45,7 @@ class RedisAnswerCache:
             max_entries: Recent answers kept per tenant for the semantic lookup.
             timeout_s: Connect and read timeout of one call (retried once, without back-off).
         """
-        client = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
-            client_name="ragstream-generator",
-        )
-        return cls(client, ttl_s=ttl_s, max_entries=max_entries)
+        return cls(redis_client(url, timeout_s=timeout_s), ttl_s=ttl_s, max_entries=max_entries)
 
     @staticmethod
     def _scope(tenant: str) -> str:

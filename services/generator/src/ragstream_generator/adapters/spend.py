@@ -10,8 +10,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+
+from ragstream_generator.adapters.redis_client import redis_client
 
 __all__ = ["RedisSpendStore"]
 
@@ -37,14 +37,7 @@ class RedisSpendStore:
             url: ``redis://[user:password@]host:port/db``.
             timeout_s: Connect and read timeout of one call (retried once, without back-off).
         """
-        client = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            client_name="ragstream-generator-spend",
-        )
-        return cls(client)
+        return cls(redis_client(url, timeout_s=timeout_s))
 
     @staticmethod
     def _key(tenant: str, day: str) -> str:

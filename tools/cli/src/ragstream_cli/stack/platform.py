@@ -170,7 +170,7 @@ def ensure_platform(reporter: Reporter | None = None) -> Platform:
     )
 
 
-def start_extra_gateway(platform: Platform, port: int) -> tuple[str, Callable[[], None]]:
+def start_extra_gateway(platform: Platform, port: int) -> tuple[str, Callable[[], object]]:
     """Start one more gateway replica on ``port``; return its URL and a function that stops it.
 
     Args:
@@ -183,11 +183,7 @@ def start_extra_gateway(platform: Platform, port: int) -> tuple[str, Callable[[]
         if not process.is_running():
             process.start()
         process.wait_ready(SERVICE_START_TIMEOUT_S)
-    return spec.url, lambda: _stop(process)
-
-
-def _stop(process: ManagedProcess) -> None:
-    process.stop()
+    return spec.url, process.stop
 
 
 def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = True) -> None:
