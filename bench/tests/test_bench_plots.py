@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench import plots
-
-pytest.importorskip("matplotlib")
 
 
 def _is_png(path: Path) -> bool:
