@@ -149,13 +149,14 @@ class TestQuery:
             assert len(h.gateway.replies) == 0
 
     async def test_retrieval_options_travel_on_the_query_event(self) -> None:
-        """alpha, filters, min_score, top_k and tenant reach QueryRequested as the client sent."""
+        """alpha, filters, min_score, top_k, tenant and cache reach QueryRequested as sent."""
         payload = {
             "query": "q",
             "top_k": 7,
             "tenant": "acme",
             "alpha": 0.25,
             "min_score": 0.4,
+            "cache": False,
             "filters": {
                 "sources": ["wiki"],
                 "tags": ["ops"],
@@ -169,6 +170,7 @@ class TestQuery:
             (published,) = h.recorded.of(QUERIES)
             query = QueryRequested.model_validate(published["body"])
         assert (query.top_k, query.tenant, query.alpha, query.min_score) == (7, "acme", 0.25, 0.4)
+        assert query.cache is False
         assert query.filters is not None
         assert (query.filters.sources, query.filters.tags) == (["wiki"], ["ops"])
         assert query.filters.published_after == datetime(2024, 1, 1, tzinfo=UTC)
@@ -180,6 +182,7 @@ class TestQuery:
             await h.client.post("/v1/query", json={"query": "q"})
             body = h.recorded.of(QUERIES)[0]["body"]
         assert (body["alpha"], body["filters"], body["min_score"]) == (None, None, None)
+        assert body["cache"] is True
 
     async def test_answer_audit_fields_are_in_the_response(self) -> None:
         """Groundedness, usage, prompt version, attempts and citation support reach the client."""

@@ -78,6 +78,7 @@ class RecordingModel:
         self.delay = delay
         self.calls: list[Sequence[Mapping[str, str]]] = []
         self.groups: list[str | None] = []
+        self.tenants: list[str | None] = []
         self.cascade = Cascade(
             tiers=tuple(f"tier-{i}" for i in range(len(self.replies))),
             min_groundedness=min_groundedness,
@@ -92,6 +93,7 @@ class RecordingModel:
     ) -> Completion:
         self.calls.append(messages)
         self.groups.append(model_group)
+        self.tenants.append(tenant)
         await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
@@ -334,8 +336,9 @@ def _asked(
     tenant: str = "acme",
     vector: Sequence[float] = (1.0, 0.0, 0.0),
     chunks: Sequence[RetrievedChunk] = CHUNKS,
+    cache: bool = True,
 ) -> ContextRetrieved:
-    query = QueryRequested(text=text, reply_to="gateway-a", tenant=tenant)
+    query = QueryRequested(text=text, reply_to="gateway-a", tenant=tenant, cache=cache)
     return ContextRetrieved(query=query, chunks=list(chunks), query_vector=list(vector))
 
 
@@ -389,6 +392,18 @@ class TestAnswerCaches:
         second, _ = await self._ask(model, cache, _asked(tenant="globex"))
         assert not second.cached
         assert len(model.calls) == 2
+
+    async def test_cache_off_asks_the_model_and_stores_nothing(self) -> None:
+        """With caching off, a cached question is answered afresh, without the call cache either."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        await self._ask(model, cache, _asked())
+        fresh, _ = await self._ask(model, cache, _asked(cache=False))
+        assert not fresh.cached
+        assert len(model.calls) == 2
+        assert model.tenants == ["acme", None]  # None: LiteLLM's call cache is bypassed
+        uncached = "Which service consumes the chunks topic?"
+        await self._ask(model, cache, _asked(uncached, vector=(0.0, 1.0, 0.0), cache=False))
+        assert len(cache.exact) == 1
 
     async def test_failing_cache_still_answers(self) -> None:
         """A cache that raises on every call costs the cache, never the answer."""

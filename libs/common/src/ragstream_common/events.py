@@ -197,6 +197,8 @@ class QueryRequested(Event):
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
     # Answer as deltas on the answers topic (then an AnswerCompleted), for Server-Sent Events.
     stream: bool = False
+    # False: answer afresh, neither reading nor filling the answer caches or the model call cache.
+    cache: bool = True
 
 
 class RetrievedChunk(BaseModel):

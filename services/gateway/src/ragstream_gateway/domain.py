@@ -433,6 +433,11 @@ class QueryIn(BaseModel):
         description="Answer as Server-Sent Events: `delta` events as the model writes, then one "
         "`done` event with the body a non-streamed query returns (or an `error` event).",
     )
+    cache: bool = Field(
+        default=True,
+        description="False: answer afresh, neither reading nor filling the answer caches or "
+        "the model call cache (for evaluations and benchmarks).",
+    )
 
     @field_validator("query")
     @classmethod

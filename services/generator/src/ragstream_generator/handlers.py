@@ -118,7 +118,8 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
         # of the key: a new cascade, or a degraded one, does not serve another's answers.
         tiers = await tiers_within_budget(deps, query.tenant)
         cache_key = exact_key(query.tenant, ",".join(tiers), template.version, messages)
-        hit = await _cached_answer(deps, event, cache_key, chunks)
+        # An asker who turned caching off gets a fresh answer, and leaves no entry behind.
+        hit = await _cached_answer(deps, event, cache_key, chunks) if query.cache else None
         if hit is not None:
             entry, kind = hit
             counters.cache_hit(query.tenant, kind)
@@ -145,7 +146,7 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
                         [chunk.text for chunk in chunks],
                         support_threshold=settings.support_threshold,
                         result=result,
-                        tenant=query.tenant,
+                        tenant=query.tenant if query.cache else None,
                         tiers=tiers,
                     )
         except NotReadyError:
@@ -198,20 +199,21 @@ async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerC
             prompt_version=template.version,
             attempts=result.attempts,
         ).model_copy(update={"cached": completion.cached})
-        await _store_answer(
-            deps,
-            query.tenant,
-            cache_key,
-            CachedAnswer(
-                answer=answer.answer,
-                citations=answer.citations,
-                model=answer.model,
-                groundedness=answer.groundedness,
-                prompt_version=answer.prompt_version,
-                query_vector=event.query_vector,
-                top_chunk_id=chunks[0].chunk_id,
-            ),
-        )
+        if query.cache:
+            await _store_answer(
+                deps,
+                query.tenant,
+                cache_key,
+                CachedAnswer(
+                    answer=answer.answer,
+                    citations=answer.citations,
+                    model=answer.model,
+                    groundedness=answer.groundedness,
+                    prompt_version=answer.prompt_version,
+                    query_vector=event.query_vector,
+                    top_chunk_id=chunks[0].chunk_id,
+                ),
+            )
     _log.info(
         "answered",
         query_id=query.query_id,
