@@ -147,7 +147,45 @@ def router_model() -> RouterAnswerModel:
     return build_answer_model(GeneratorSettings())
 
 
+class BarrierModel(RecordingModel):
+    """Answers only once ``parties`` calls are in flight together: serial answering never gets
+    there, and its calls fail with a timeout instead."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = asyncio.Barrier(parties)
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        model_group: str | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> Completion:
+        async with asyncio.timeout(5):
+            await self.barrier.wait()
+        return await super().complete(messages, model_group, tenant=tenant)
+
+
 class TestOnContext:
+    async def test_contexts_of_one_batch_are_answered_concurrently(self) -> None:
+        """Two contexts delivered together are both with the model at once, and both answered;
+        a malformed record beside them is dead-lettered alone."""
+        harness = Harness(BarrierModel(parties=2))
+        contexts = [_context(), _context()]
+        async with TestKafkaBroker(harness.broker) as test_broker:
+            await test_broker.publish_batch(
+                contexts[0].model_dump_json().encode(),
+                b"[]",
+                contexts[1].model_dump_json().encode(),
+                topic=CONTEXTS,
+            )
+        answered = sorted(answer.query_id for _, answer in harness.answers)
+        assert answered == sorted(context.query.query_id for context in contexts)
+        assert [answer.error for _, answer in harness.answers] == [None, None]
+        [letter] = harness.letters
+        assert letter.original_topic == CONTEXTS
+
     async def test_answer_is_published_to_the_asking_replica_with_citations(
         self, router_model: RouterAnswerModel
     ) -> None:

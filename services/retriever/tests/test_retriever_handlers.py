@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -198,6 +200,10 @@ def _harness(**overrides: Any) -> Harness:
 
     @broker.subscriber(dlq_name(EMBEDDINGS))
     async def collect_letter(letter: DeadLetter) -> None:
+        harness.letters.append(letter)
+
+    @broker.subscriber(dlq_name(QUERIES))
+    async def collect_query_letter(letter: DeadLetter) -> None:
         harness.letters.append(letter)
 
     return harness
@@ -454,6 +460,57 @@ class TestIndexRole:
 
 
 class TestSearchRole:
+    async def test_a_batch_of_queries_is_embedded_in_one_call_and_poison_goes_alone(self) -> None:
+        """Queries waiting together share one model call; a malformed one is dead-lettered alone."""
+        h = _harness()
+        h.index.serve(_hit("a", "a1", 0.9))
+        first = QueryRequested(query_id="q-1", tenant="acme", text="setup?", reply_to="gw")
+        second = QueryRequested(query_id="q-2", tenant="acme", text="scaling?", reply_to="gw")
+        async with TestKafkaBroker(h.broker) as broker:
+            await broker.publish_batch(
+                first.model_dump_json().encode(),
+                b"{not json",
+                second.model_dump_json().encode(),
+                topic=QUERIES,
+            )
+
+        assert h.model.calls == [["setup?", "scaling?"]]
+        assert sorted(context.query.query_id for context, _ in h.contexts) == ["q-1", "q-2"]
+        [letter] = h.letters
+        assert (letter.original_topic, letter.error_type) == (QUERIES, "ValidationError")
+        assert base64.b64decode(letter.original_value_b64) == b"{not json"
+        assert h.sample("ragstream_query_batch_size_count") == 1
+        assert h.sample("ragstream_query_batch_size_sum") == 2
+
+    async def test_a_failing_search_fails_its_batch_after_the_others_are_answered(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A transient error in one query's search is raised (the batch is redelivered) only after
+        the other queries of the batch were searched and published."""
+        monkeypatch.setattr(messaging, "REDELIVERY_BACKOFF_SECONDS", 0.0)
+        h = _harness()
+        h.index.serve(_hit("a", "a1", 0.9))
+        failing_search = h.index.search
+
+        async def search(**options: Any) -> list[SearchHit]:
+            if options["text"] == "broken?":
+                raise ConnectionError("weaviate went away")
+            return await failing_search(**options)
+
+        h.index.search = search  # type: ignore[method-assign]
+        queries = [
+            QueryRequested(query_id=f"q-{text}", tenant="acme", text=text, reply_to="gw")
+            for text in ("broken?", "fine?")
+        ]
+        async with TestKafkaBroker(h.broker) as broker:
+            with pytest.raises(ConnectionError):
+                await broker.publish_batch(
+                    *(query.model_dump_json().encode() for query in queries), topic=QUERIES
+                )
+
+        assert [context.query.text for context, _ in h.contexts] == ["fine?"]
+        assert h.letters == []
+
     async def test_context_is_published_keyed_by_query_id(self) -> None:
         """A query yields a ContextRetrieved on contexts, keyed by its query id, timed, with its vector."""
         h = _harness()

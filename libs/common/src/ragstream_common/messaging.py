@@ -12,9 +12,11 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
@@ -31,11 +33,19 @@ from ragstream_common.topics import MAX_MESSAGE_BYTES, dlq_name
 
 __all__ = [
     "PoisonMessageError",
+    "Received",
+    "batch_records",
     "consumer_options",
     "create_broker",
     "dead_letter",
+    "handle_each",
     "publish_event",
+    "record_header",
+    "record_message",
+    "valid_events",
 ]
+
+EventT = TypeVar("EventT", bound=Event)
 
 _log = get_logger(__name__)
 
@@ -233,3 +243,108 @@ class _DeadLetterMiddlewareFactory:
                     raise
 
         return DeadLetterMiddleware(msg, context=context)
+
+
+@dataclass(frozen=True)
+class Received(Generic[EventT]):
+    """One valid event of a batch, with the record it came in and that record's correlation id."""
+
+    event: EventT
+    record: ConsumerRecord[Any, Any]
+    correlation_id: str | None
+
+
+def batch_records(message: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]:
+    """Return the records of a batch subscriber's message (a single message: its one record)."""
+    raw = message.raw_message
+    # A real consumer hands a batch over as a tuple; FastStream's test broker as a list.
+    if isinstance(raw, tuple | list):
+        return list(raw)
+    return [raw]
+
+
+def record_header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
+    """Return the value of the record's header ``name``, None when it has none."""
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+def record_message(record: ConsumerRecord[Any, Any]) -> StreamMessage[Any]:
+    """Wrap one record of a batch as a message of its own, to dead-letter it alone."""
+    return StreamMessage(
+        raw_message=record,
+        body=record.value or b"",
+        correlation_id=record_header(record, "correlation_id"),
+    )
+
+
+async def valid_events(
+    message: StreamMessage[Any],
+    event_type: type[EventT],
+    *,
+    broker: KafkaBroker,
+    metrics: ServiceMetrics,
+) -> list[Received[EventT]]:
+    """Parse every record of a batch as ``event_type``; dead-letter the ones that are not.
+
+    One malformed record must not fail, or be redelivered with, the valid ones around it, which
+    is what typing the handler's argument as a list of events would do.
+
+    Args:
+        message: The batch.
+        event_type: What each record should hold.
+        broker: Publishes the dead letters.
+        metrics: Counts them.
+    """
+    received: list[Received[EventT]] = []
+    for record in batch_records(message):
+        try:
+            event = event_type.model_validate_json(record.value or b"")
+        except _POISON as error:
+            await dead_letter(
+                broker, record_message(record), error, service=metrics.service, metrics=metrics
+            )
+            continue
+        received.append(Received(event, record, record_header(record, "correlation_id")))
+    return received
+
+
+async def handle_each(
+    batch: Sequence[Received[EventT]],
+    handle: Callable[[EventT], Awaitable[None]],
+    *,
+    broker: KafkaBroker,
+    metrics: ServiceMetrics,
+) -> None:
+    """Handle the events of a batch concurrently, each under its own correlation id.
+
+    For events that do not depend on each other (queries, answers): a slow one does not hold up
+    the others' work, only the batch's commit. An event that turns out to be poison is
+    dead-lettered alone; any other failure is raised once every event has finished, so the
+    batch is redelivered whole and the handlers must be idempotent.
+
+    Args:
+        batch: The valid events (``valid_events``).
+        handle: What to do with one event.
+        broker: Publishes dead letters.
+        metrics: Counts them.
+    """
+
+    async def handle_one(item: Received[EventT]) -> None:
+        # Each runs in a task of its own, so the binding stays with this event's work.
+        bind_correlation_id(item.correlation_id)
+        try:
+            await handle(item.event)
+        except _POISON as error:
+            await dead_letter(
+                broker, record_message(item.record), error, service=metrics.service, metrics=metrics
+            )
+
+    outcomes = await asyncio.gather(*(handle_one(item) for item in batch), return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failures:
+        for failure in failures[1:]:
+            _log.error("batch_event_failed", error_type=type(failure).__name__, error=str(failure))
+        raise failures[0]

@@ -15,8 +15,6 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
-from pydantic import ValidationError
 
 from ragstream_common.events import DocumentChunked, DocumentStatus
 from ragstream_common.logging import bind_correlation_id, get_logger
@@ -25,6 +23,8 @@ from ragstream_common.messaging import (
     consumer_options,
     dead_letter,
     publish_event,
+    record_message,
+    valid_events,
 )
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS
@@ -151,31 +151,23 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     )
     async def on_chunks(message: KafkaMessage) -> None:
         """Attach a vector to every chunk of a batch: cached ones, the rest in one model call."""
-        documents: list[DocumentChunked] = []
-        records: list[ConsumerRecord[Any, Any]] = []
-        for record in _records_of(message):
-            try:
-                documents.append(DocumentChunked.model_validate_json(record.value or b""))
-            except ValidationError as error:
-                # Only this record is poison; the rest of the batch goes on.
-                await dead_letter(
-                    deps.broker, _single(record), error, service=service, metrics=deps.metrics
-                )
-                continue
-            records.append(record)
-        if not documents:
+        received = await valid_events(
+            message, DocumentChunked, broker=deps.broker, metrics=deps.metrics
+        )
+        if not received:
             return
         if deps.model is None:  # the lifespan loads it before consuming starts
             raise RuntimeError("the embedding model is not loaded")
 
         model = deps.model
+        documents = [item.event for item in received]
         plan = plan_batch(documents)
         vectors, embedded_count = await vectors_of(plan.texts, model)
 
         # Published one by one, in record order, so two versions of a document keep their order.
         events = embedded_events(documents, plan, vectors, model.version)
-        for record, document, event in zip(records, documents, events, strict=True):
-            correlation_id = _header(record, "correlation_id")
+        for item, event in zip(received, events, strict=True):
+            correlation_id = item.correlation_id
             bind_correlation_id(correlation_id)
             try:
                 await publish_event(
@@ -189,7 +181,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             except MessageSizeTooLargeError as error:
                 # Retrying cannot shrink it: fail this version alone instead of the whole batch.
                 reason = f"{len(event.chunks)} embedded chunks exceed one Kafka message: {error}"
-                await _reject(deps, record, failed_status(document, reason), correlation_id)
+                await _reject(deps, item.record, failed_status(item.event, reason), correlation_id)
                 continue
             status = embedded_status(event)
             if status is not None:
@@ -209,7 +201,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             )
         _log.debug(
             "batch_embedded",
-            records=len(records),
+            records=len(received),
             chunks=plan.chunk_count,
             distinct_texts=len(plan.texts),
             embedded=embedded_count,
@@ -235,32 +227,8 @@ async def _reject(
     )
     await dead_letter(
         deps.broker,
-        _single(record),
+        record_message(record),
         PoisonMessageError(status.reason or "cannot be embedded"),
         service=deps.metrics.service,
         metrics=deps.metrics,
-    )
-
-
-def _records_of(message: KafkaMessage) -> list[ConsumerRecord[Any, Any]]:
-    raw = message.raw_message
-    # A real consumer hands a batch over as a tuple; FastStream's test broker as a list.
-    if isinstance(raw, tuple | list):
-        return list(raw)
-    return [raw]
-
-
-def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return bytes(value).decode(errors="replace")
-    return None
-
-
-def _single(record: ConsumerRecord[Any, Any]) -> StreamMessage[Any]:
-    """Wrap one record of a batch as a message of its own, to dead-letter it alone."""
-    return StreamMessage(
-        raw_message=record,
-        body=record.value or b"",
-        correlation_id=_header(record, "correlation_id"),
     )

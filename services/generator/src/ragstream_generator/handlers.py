@@ -13,10 +13,16 @@ import time
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import AnswerCompleted, ContextRetrieved, RetrievedChunk, Usage
 from ragstream_common.logging import get_logger
-from ragstream_common.messaging import consumer_options, publish_event
+from ragstream_common.messaging import (
+    consumer_options,
+    handle_each,
+    publish_event,
+    valid_events,
+)
 from ragstream_common.topics import ANSWERS, CONTEXTS
 from ragstream_generator.budget import record_spend, tiers_within_budget
 from ragstream_generator.cache import (
@@ -50,19 +56,35 @@ _log = get_logger(__name__)
 
 
 def build_router(deps: Dependencies) -> KafkaRouter:
-    """Return a router whose one subscriber answers each retrieved context.
+    """Return a router whose one subscriber answers retrieved contexts, a batch at a time.
 
     Args:
         deps: Settings, metrics, the broker to publish with, and the model port.
     """
     router = KafkaRouter()
 
-    @router.subscriber(CONTEXTS, **consumer_options(deps.settings, GROUP))
-    async def on_context(event: ContextRetrieved) -> None:
+    settings = deps.settings
+
+    async def answer_and_publish(event: ContextRetrieved) -> None:
         answer = await answer_context(event, deps)
         await publish_event(
             deps.broker, answer, topic=ANSWERS, key=event.query.reply_to, metrics=deps.metrics
         )
+
+    # In batches, answered concurrently: a model call mostly waits on a provider, and one
+    # question at a time per consumer would leave every other question queued behind it.
+    @router.subscriber(
+        CONTEXTS,
+        batch=True,
+        max_records=settings.batch_max_messages,
+        batch_timeout_ms=settings.batch_max_wait_ms,
+        **consumer_options(settings, GROUP),
+    )
+    async def on_contexts(message: KafkaMessage) -> None:
+        batch = await valid_events(
+            message, ContextRetrieved, broker=deps.broker, metrics=deps.metrics
+        )
+        await handle_each(batch, answer_and_publish, broker=deps.broker, metrics=deps.metrics)
 
     return router
 

@@ -53,6 +53,11 @@ class RetrieverMetrics:
             "Chunks placed in one query's context after dedup.",
             buckets=(0, 1, 2, 3, 5, 8, 10, 20, 50),
         )
+        self.query_batch_size = base.histogram(
+            "query_batch_size",
+            "Queries embedded together in one model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Record the duration of one step of indexing or search."""
