@@ -1,16 +1,30 @@
-"""Cache benchmark: the embedder's shared embedding cache (Redis), hit against miss.
+"""Cache benchmark: the embedder's embedding cache, and the generator's answer caches.
 
-Response caches (answers to repeated or paraphrased questions) do not exist yet, so neither does
-their hit rate on paraphrases; this measures the one cache the platform has. A fresh corpus is
-ingested twice: the first time every chunk misses the cache and is embedded, the second time
-(identical content, so identical embedding texts) every chunk should hit. The hit rate comes from
-the embedder's own counters, read before and after each pass; the hit's worth is the ratio of the
-two passes' chunks/s and freshness, measured in the same run.
+**Embedding cache.** A fresh corpus is ingested twice: the first time every chunk misses the
+cache and is embedded, the second time (identical content, so identical embedding texts) every
+chunk should hit. The hit rate comes from the embedder's own counters, read before and after each
+pass; the hit's worth is the ratio of the two passes' chunks/s and freshness, measured in the same
+run.
+
+**Answer caches** (the generator's exact and semantic caches, per tenant, in Redis). The
+evaluation corpus is ingested into a tenant of this run's own (``bench-cache-<run token>``), so
+that no answer cached by an earlier run (they live 24 h) can be served. Each evaluation question
+is asked three times through the gateway: with caching on (a miss that fills the caches), with
+``"cache": false`` (the miss latency: a fresh answer, nothing read or written), and with caching
+on again (the exact hit). Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked
+with caching on: a hit there is the semantic cache's. Every cached ask is bracketed by reads of
+the generator's ``ragstream_answer_cache_hits_total{tenant,kind}``, so each hit is attributed to
+its cache. The documents are deleted afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,11 +38,35 @@ from bench.pipeline import (
     run_token,
     synthetic_documents,
 )
+from bench.retrieval_quality import eval_documents, load_questions
 
-__all__ = ["cache_counters", "run"]
+__all__ = [
+    "HIT_KINDS",
+    "PARAPHRASES",
+    "ParaphraseOutcome",
+    "answer_cache_hits",
+    "cache_counters",
+    "cache_tenant",
+    "hit_kind",
+    "latency_figures",
+    "load_paraphrases",
+    "paraphrase_figures",
+    "run",
+]
+
+PARAPHRASES = Path(__file__).resolve().parent / "eval" / "paraphrases.jsonl"
+# The generator's answer-cache counter labels: its two answer caches, and LiteLLM's call cache.
+HIT_KINDS = ("exact", "semantic", "llm")
 
 _SEED = 20261201
 _COUNTER = re.compile(r"^ragstream_embedding_cache_(hits|misses)_total\{[^}]*\}\s+([0-9.e+]+)$")
+_ANSWER_HITS = re.compile(
+    r"^ragstream_answer_cache_hits_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$"
+)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+# Generous: a fresh answer on a busy two-core machine can take seconds, and one slow answer must
+# not fail the run.
+_QUERY_TIMEOUT_S = 60.0
 
 
 def cache_counters(embedder_url: str) -> dict[str, float]:
@@ -63,20 +101,269 @@ def _pass(
     }
 
 
-def run(
-    *, kafka: str, gateway_url: str, embedder_url: str, documents: int, console: Console
-) -> dict[str, Any]:
-    """Ingest a fresh corpus twice and compare the passes.
+def load_paraphrases(path: Path = PARAPHRASES) -> dict[str, list[str]]:
+    """Return the hand-written paraphrases of each evaluation question, by question id."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {entry["id"]: entry["paraphrases"] for entry in map(json.loads, filter(None, lines))}
 
-    Other traffic on the embedder during the run would be counted too: run on a quiet stack.
+
+def cache_tenant(token: str) -> str:
+    """Return this run's answer-cache tenant: ``bench-cache-`` and the run token, dashed.
 
     Args:
-        kafka: Kafka's bootstrap servers.
-        gateway_url: The gateway.
-        embedder_url: The embedder, for its cache counters.
-        documents: Documents per pass.
-        console: Progress output.
+        token: What ``run_token()`` returned (words separated by spaces).
     """
+    return "bench-cache-" + token.replace(" ", "-")
+
+
+def answer_cache_hits(metrics_text: str, tenant: str) -> dict[str, float]:
+    """Return ``tenant``'s answer-cache hits so far, by kind, from the generator's metrics text.
+
+    Args:
+        metrics_text: The generator's ``/metrics`` page (Prometheus text format).
+        tenant: The tenant whose hits count; others' are ignored.
+    """
+    hits = dict.fromkeys(HIT_KINDS, 0.0)
+    for line in metrics_text.splitlines():
+        match = _ANSWER_HITS.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("tenant") == tenant and labels.get("kind") in hits:
+            hits[labels["kind"]] += float(match.group("value"))
+    return hits
+
+
+def hit_kind(before: Mapping[str, float], after: Mapping[str, float]) -> str | None:
+    """Return the kind whose hit counter moved between two reads around one ask, or None.
+
+    Args:
+        before: Hits by kind before the ask.
+        after: Hits by kind after it.
+    """
+    return next((kind for kind in HIT_KINDS if after[kind] > before[kind]), None)
+
+
+def latency_figures(latencies_ms: Sequence[float]) -> dict[str, float | None]:
+    """Return count, p50 and p95 of ``latencies_ms``; the percentiles are None without samples.
+
+    Args:
+        latencies_ms: One round trip per ask.
+    """
+    return {
+        "count": float(len(latencies_ms)),
+        "p50_ms": percentile(latencies_ms, 50) if latencies_ms else None,
+        "p95_ms": percentile(latencies_ms, 95) if latencies_ms else None,
+    }
+
+
+@dataclass(frozen=True)
+class ParaphraseOutcome:
+    """One paraphrase asked with caching on, compared with its original question's answer.
+
+    Args:
+        question_id: The original question's id.
+        cached: The response said ``cached: true``.
+        kind: The cache whose counter moved (``exact``, ``semantic``, ``llm``), None on a miss.
+        same_documents: It cited exactly the documents the original's answer cited.
+        same_answer: Its text is the original's answer, word for word.
+    """
+
+    question_id: str
+    cached: bool
+    kind: str | None
+    same_documents: bool
+    same_answer: bool
+
+
+def paraphrase_figures(
+    outcomes: Sequence[ParaphraseOutcome], counted: Mapping[str, float]
+) -> dict[str, Any]:
+    """Return the paraphrase hit rate, hits by kind, and how many hits a user would call right.
+
+    Args:
+        outcomes: One per paraphrase asked.
+        counted: The generator's hit counter deltas, by kind, over the whole paraphrase phase.
+    """
+    hits = [outcome for outcome in outcomes if outcome.cached]
+    same_documents = sum(outcome.same_documents for outcome in hits)
+    return {
+        "asked": len(outcomes),
+        "hits": len(hits),
+        "paraphrase_hit_rate": ratio(len(hits), len(outcomes)),
+        "hits_by_kind": {kind: counted.get(kind, 0.0) for kind in HIT_KINDS},
+        "hits_same_documents": same_documents,
+        "hits_same_documents_rate": ratio(same_documents, len(hits)),
+        "hits_same_answer": sum(outcome.same_answer for outcome in hits),
+    }
+
+
+@dataclass(frozen=True)
+class _Answered:
+    latency_ms: float
+    cached: bool
+    kind: str | None
+    documents: frozenset[str]
+    answer: str
+
+
+class _AnswerCacheProbe:
+    """Asks questions of one tenant through the gateway and tells which cache answered."""
+
+    def __init__(self, client: httpx.Client, generator_url: str, tenant: str) -> None:
+        self._client = client
+        self._generator_url = generator_url
+        self.tenant = tenant
+        self.errors = 0
+
+    def hits(self) -> dict[str, float]:
+        """The tenant's answer-cache hits so far, by kind."""
+        text = httpx.get(f"{self._generator_url}/metrics", timeout=10.0).text
+        return answer_cache_hits(text, self.tenant)
+
+    def ask(self, question: str, *, cache: bool) -> _Answered | None:
+        """Ask once; None (counted in ``errors``) when the gateway did not answer."""
+        # Sequential asks on a tenant nobody else uses: the counter delta is this ask's own.
+        before = self.hits() if cache else None
+        started = time.perf_counter()
+        try:
+            response = self._client.post(
+                "/v1/query", json={"query": question, "tenant": self.tenant, "cache": cache}
+            )
+            response.raise_for_status()
+        except httpx.HTTPError:
+            self.errors += 1
+            return None
+        latency_ms = (time.perf_counter() - started) * 1000
+        body = response.json()
+        return _Answered(
+            latency_ms=latency_ms,
+            cached=bool(body.get("cached")),
+            kind=hit_kind(before, self.hits()) if before is not None else None,
+            documents=frozenset(citation["doc_id"] for citation in body.get("citations", [])),
+            answer=body.get("answer", ""),
+        )
+
+
+def _measure_answer_caches(
+    probe: _AnswerCacheProbe,
+    questions: Iterable[dict[str, Any]],
+    paraphrases: Mapping[str, list[str]],
+    deadline: float,
+) -> dict[str, Any]:
+    originals: dict[str, _Answered] = {}
+    miss_ms: list[float] = []
+    exact_ms: list[float] = []
+    fill_kinds: list[str | None] = []
+    repeat_kinds: list[str | None] = []
+    for question in questions:
+        if time.monotonic() > deadline:
+            break
+        text = question["question"]
+        # The timed miss comes after the fill, not before: then the miss and the hit both find
+        # the question's retrieval and connections as warm, and differ only by the cache.
+        filled = probe.ask(text, cache=True)
+        fresh = probe.ask(text, cache=False)
+        repeated = probe.ask(text, cache=True)
+        if filled is None or fresh is None or repeated is None:
+            continue
+        originals[question["id"]] = filled
+        fill_kinds.append(filled.kind)
+        miss_ms.append(fresh.latency_ms)
+        repeat_kinds.append(repeated.kind)
+        if repeated.kind == "exact":
+            exact_ms.append(repeated.latency_ms)
+
+    outcomes: list[ParaphraseOutcome] = []
+    semantic_ms: list[float] = []
+    before = probe.hits()
+    for question_id, original in originals.items():
+        for text in paraphrases.get(question_id, []):
+            if time.monotonic() > deadline:
+                break
+            answered = probe.ask(text, cache=True)
+            if answered is None:
+                continue
+            outcomes.append(
+                ParaphraseOutcome(
+                    question_id=question_id,
+                    cached=answered.cached,
+                    kind=answered.kind,
+                    same_documents=answered.documents == original.documents,
+                    same_answer=answered.answer == original.answer,
+                )
+            )
+            if answered.kind == "semantic":
+                semantic_ms.append(answered.latency_ms)
+    after = probe.hits()
+
+    miss = latency_figures(miss_ms)
+    exact = latency_figures(exact_ms)
+    semantic = latency_figures(semantic_ms)
+    return {
+        "questions": len(originals),
+        # A question whose first ask was already a hit was served another question's answer.
+        "originals_served_from_cache": sum(kind is not None for kind in fill_kinds),
+        # Each repeat should be an exact hit; "none" counts repeats no cache served.
+        "repeats_by_kind": {
+            kind or "none": sum(k == kind for k in repeat_kinds) for kind in (*HIT_KINDS, None)
+        },
+        "miss": miss,
+        "exact_hit": exact,
+        "semantic_hit": semantic,
+        "exact_over_miss_p50": _ratio_of(exact["p50_ms"], miss["p50_ms"]),
+        "exact_over_miss_p95": _ratio_of(exact["p95_ms"], miss["p95_ms"]),
+        "semantic_over_miss_p50": _ratio_of(semantic["p50_ms"], miss["p50_ms"]),
+        "semantic_over_miss_p95": _ratio_of(semantic["p95_ms"], miss["p95_ms"]),
+        "paraphrases": paraphrase_figures(
+            outcomes, {kind: after[kind] - before[kind] for kind in HIT_KINDS}
+        ),
+        "errors": probe.errors,
+    }
+
+
+def _ratio_of(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None:
+        return None
+    return ratio(numerator, denominator)
+
+
+def _answer_caches(
+    *,
+    kafka: str,
+    gateway_url: str,
+    generator_url: str,
+    seconds: float,
+    console: Console,
+) -> dict[str, Any]:
+    tenant = cache_tenant(run_token())
+    documents = eval_documents()
+    questions = load_questions()
+    paraphrases = load_paraphrases()
+    console.print(
+        f"[bold]caches[/]: answer caches in tenant {tenant}, {len(questions)} questions, "
+        f"{sum(map(len, paraphrases.values()))} paraphrases, up to {seconds:.0f} s"
+    )
+    ingest_documents(
+        documents, kafka=kafka, gateway_url=gateway_url, tenant=tenant, console=console
+    )
+    try:
+        with httpx.Client(base_url=gateway_url, timeout=_QUERY_TIMEOUT_S) as client:
+            probe = _AnswerCacheProbe(client, generator_url, tenant)
+            # Unmeasured: the tenant's first search loads its shard, and connections open.
+            probe.ask(questions[0]["question"], cache=False)
+            probe.errors = 0
+            measured = _measure_answer_caches(
+                probe, questions, paraphrases, time.monotonic() + seconds
+            )
+    finally:
+        delete_documents(gateway_url, [doc["doc_id"] for doc in documents], tenant=tenant)
+    return {"tenant": tenant, "documents": len(documents), **measured}
+
+
+def _embedding_cache(
+    *, kafka: str, gateway_url: str, embedder_url: str, documents: int, console: Console
+) -> dict[str, Any]:
     docs = synthetic_documents(documents, seed=_SEED, token=run_token())
     passes = []
     for name in ("cold", "warm"):
@@ -93,10 +380,62 @@ def run(
         "cold_over_warm_freshness_p50": ratio(
             cold["freshness_p50_ms"] or 0.0, warm["freshness_p50_ms"] or 0.0
         ),
-        "paraphrase_hit_rate": None,
+    }
+
+
+def run(
+    *,
+    kafka: str,
+    gateway_url: str,
+    embedder_url: str,
+    generator_url: str,
+    documents: int,
+    answer_seconds: float,
+    console: Console,
+) -> dict[str, Any]:
+    """Measure the embedding cache (a corpus ingested twice), then the answer caches.
+
+    Other traffic on the embedder during the run would be counted too: run on a quiet stack.
+    The answer caches are measured on a tenant of this run's own, so other traffic does not
+    reach their counters.
+
+    Args:
+        kafka: Kafka's bootstrap servers.
+        gateway_url: The gateway.
+        embedder_url: The embedder, for its cache counters.
+        generator_url: The generator, for its answer-cache counters.
+        documents: Documents per embedding-cache pass.
+        answer_seconds: Time bound of the answer-cache questions and paraphrases.
+        console: Progress output.
+    """
+    embedding = _embedding_cache(
+        kafka=kafka,
+        gateway_url=gateway_url,
+        embedder_url=embedder_url,
+        documents=documents,
+        console=console,
+    )
+    answers = _answer_caches(
+        kafka=kafka,
+        gateway_url=gateway_url,
+        generator_url=generator_url,
+        seconds=answer_seconds,
+        console=console,
+    )
+    return {
+        **embedding,
+        "answer_caches": answers,
+        "paraphrase_hit_rate": answers["paraphrases"]["paraphrase_hit_rate"],
+        "answer_cache_miss_p50_ms": answers["miss"]["p50_ms"],
+        "answer_cache_exact_hit_p50_ms": answers["exact_hit"]["p50_ms"],
+        "answer_cache_semantic_hit_p50_ms": answers["semantic_hit"]["p50_ms"],
         "notes": (
             "The embedding cache is keyed by model version and exact text: it serves re-ingested "
-            "unchanged chunks, never paraphrases. Response caches, and so hit latency and hit "
-            "rate on paraphrased questions, do not exist yet and are not measured."
+            "unchanged chunks, never paraphrases. Answer caches: latencies are gateway round "
+            'trips at concurrency 1; miss = the question asked with "cache": false, exact hit '
+            "= the same question asked again after one ask that filled the cache, semantic hit "
+            "= a paraphrase whose ask moved the semantic hit counter. A paraphrase hit counts as "
+            "right when it cites the same documents as its original's answer (hits_same_documents); "
+            "hits_same_answer counts those served the original's very answer."
         ),
     }

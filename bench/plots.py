@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["available", "plot_queries", "plot_retrieval_quality", "plot_sweep"]
+__all__ = ["available", "plot_caches", "plot_queries", "plot_retrieval_quality", "plot_sweep"]
 
 
 def available() -> bool:
@@ -126,6 +126,38 @@ def plot_retrieval_quality(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("score")
     ax.set_title(f"Retrieval quality, {result['questions']} questions")
     ax.legend(loc="upper center", ncols=len(metrics))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_caches(result: dict[str, Any], path: Path) -> Path:
+    """Plot the answer caches' round trips: p50 bars with p95 marks for miss, exact and semantic.
+
+    Args:
+        result: What ``caches.run`` returned.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    answers = result["answer_caches"]
+    labels = {"miss": "miss\n(cache off)", "exact_hit": "exact hit", "semantic_hit": "semantic hit"}
+    # A kind with no hit in the run has no bar rather than a made-up one.
+    measured = [(key, answers[key]) for key in labels if answers[key]["p50_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    xs = range(len(measured))
+    ax.bar(xs, [figures["p50_ms"] for _, figures in measured], 0.6, label="p50")
+    ax.scatter(
+        xs, [figures["p95_ms"] for _, figures in measured], marker="_", s=400, c="k", label="p95"
+    )
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"{labels[key]}\n(n={figures['count']:.0f})" for key, figures in measured])
+    ax.set_ylabel("gateway round trip (ms)")
+    rate = answers["paraphrases"]["paraphrase_hit_rate"]
+    rate_text = "n/a" if rate is None else f"{rate:.0%}"
+    ax.set_title(f"Answer caches: latency by outcome (paraphrase hit rate {rate_text})")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -5,13 +5,18 @@ live-version filter and chunk selection) and then the generator's ``answer_conte
 the LiteLLM Router with the local model, citations) in this process, against the same collection
 and tenant, with no Kafka in between. Both paths answer the same questions at the same
 concurrency in the same run; per percentile, gateway minus in-process is what the hops (and HTTP)
-cost.
+cost. Every question is asked with the caches off (``"cache": false``), on both paths, so that
+the figures are the model's and the pipeline's, not a cache's.
+
+Time to first token is measured through the gateway with ``"stream": true``: from sending the
+request to the first ``delta`` Server-Sent Event, and to the ``done`` event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,16 +25,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import aconnect_sse
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.metrics import summarise_latencies
+from bench.metrics import percentile, summarise_latencies
 
-__all__ = ["InProcessPath", "LoadLimits", "run", "run_load"]
+__all__ = [
+    "InProcessPath",
+    "LoadLimits",
+    "StreamedAnswer",
+    "run",
+    "run_load",
+    "stream_answer",
+    "summarise_streamed",
+]
 
 Ask = Callable[[str], Awaitable[None]]
 
 _MIN_REQUESTS_PER_WORKER = 3
+# Streaming is measured at these levels only: one client alone, and a few at once. Higher levels
+# would measure the generator's queue, which the non-streamed runs already show.
+STREAM_CONCURRENCIES = (1, 8)
+# Unmeasured streamed questions before the first streamed level: the streaming code paths of the
+# gateway and the generator warm up without spending a whole round of questions on it.
+_STREAM_WARM_UP = 3
 
 
 @dataclass(frozen=True)
@@ -163,7 +183,8 @@ class InProcessPath:
         from ragstream_generator.handlers import answer_context
         from ragstream_retriever.handlers import search_query
 
-        event = QueryRequested(text=question, reply_to="bench-in-process")
+        # No caches, as the gateway path asks: both paths do the same work for every question.
+        event = QueryRequested(text=question, reply_to="bench-in-process", cache=False)
         await search_query(self._retriever, event)
         context = self._captured.published.pop(event.query_id)
         answer = await answer_context(context, self._generator)
@@ -173,10 +194,118 @@ class InProcessPath:
 
 def _gateway_asker(client: httpx.AsyncClient) -> Ask:
     async def ask(question: str) -> None:
-        response = await client.post("/v1/query", json={"query": question})
+        # A cached answer would measure Redis, not the model: every request asks afresh.
+        response = await client.post("/v1/query", json={"query": question, "cache": False})
         response.raise_for_status()
 
     return ask
+
+
+@dataclass(frozen=True)
+class StreamedAnswer:
+    """The client's view of one streamed answer.
+
+    Args:
+        first_delta_ms: From sending the request to the first ``delta``; None when the answer
+            came with no delta (one that needed no model, such as "I don't know").
+        done_ms: From sending the request to the ``done`` event.
+    """
+
+    first_delta_ms: float | None
+    done_ms: float
+
+
+async def stream_answer(client: httpx.AsyncClient, question: str) -> StreamedAnswer:
+    """Ask ``question`` with ``"stream": true`` (caches off) and time its events.
+
+    Args:
+        client: A client on the gateway.
+        question: The question.
+
+    Raises:
+        RuntimeError: The stream ended with an ``error`` event, or without ``done``.
+        httpx.HTTPStatusError: The gateway refused the request.
+    """
+    body = {"query": question, "stream": True, "cache": False}
+    first_delta_ms: float | None = None
+    started = time.perf_counter()
+    async with aconnect_sse(client, "POST", "/v1/query", json=body) as source:
+        source.response.raise_for_status()
+        async for event in source.aiter_sse():
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if event.event == "delta" and first_delta_ms is None:
+                first_delta_ms = elapsed_ms
+            elif event.event == "done":
+                return StreamedAnswer(first_delta_ms, elapsed_ms)
+            elif event.event == "error":
+                raise RuntimeError(json.loads(event.data).get("detail", event.data))
+    raise RuntimeError("the stream ended without a done event")
+
+
+def summarise_streamed(answers: Sequence[StreamedAnswer]) -> dict[str, float]:
+    """Return time-to-first-token and time-to-done percentiles of streamed answers.
+
+    ``count`` and the ``p*_ms`` figures cover the answers that had a first delta; ``done_*``
+    cover every answer; ``without_delta`` counts the answers that came whole, with no delta.
+
+    Args:
+        answers: One per completed stream.
+    """
+    first = [a.first_delta_ms for a in answers if a.first_delta_ms is not None]
+    figures: dict[str, float] = {
+        "count": float(len(first)),
+        "without_delta": float(len(answers) - len(first)),
+    }
+    if first:
+        figures.update({f"p{q}_ms": percentile(first, q) for q in (50, 95, 99)})
+    if answers:
+        done = [a.done_ms for a in answers]
+        figures.update({f"done_p{q}_ms": percentile(done, q) for q in (50, 95, 99)})
+    return figures
+
+
+async def _measure_streaming(
+    client: httpx.AsyncClient,
+    questions: Sequence[str],
+    limits: LoadLimits,
+    progress: Progress,
+    console: Console,
+) -> dict[str, dict[str, float]]:
+    """Time to first token and to done, per streamed concurrency level."""
+    answers: list[StreamedAnswer] = []
+
+    async def ask(question: str) -> None:
+        answers.append(await stream_answer(client, question))
+
+    await run_load(ask, questions, 1, LoadLimits(_STREAM_WARM_UP, limits.seconds))
+    results: dict[str, dict[str, float]] = {}
+    for concurrency in STREAM_CONCURRENCIES:
+        answers.clear()
+        level = LoadLimits(
+            max(limits.requests, _MIN_REQUESTS_PER_WORKER * concurrency), limits.seconds
+        )
+        task = progress.add_task(f"stream c={concurrency}", total=level.requests)
+        load = await run_load(
+            ask,
+            questions,
+            concurrency,
+            level,
+            on_done=lambda task=task: progress.advance(task),  # type: ignore[misc]
+        )
+        results[str(concurrency)] = {
+            **summarise_streamed(answers),
+            "errors": load["errors"],
+            "throughput_per_s": load.get("throughput_per_s", 0.0),
+        }
+        if not console.is_terminal:
+            figures = results[str(concurrency)]
+            console.print(
+                f"stream c={concurrency}: {figures['count']:.0f} first tokens, "
+                f"p50 {figures.get('p50_ms', float('nan')):.0f} ms, "
+                f"done p50 {figures.get('done_p50_ms', float('nan')):.0f} ms",
+                highlight=False,
+            )
+    return results
 
 
 async def _measure(
@@ -187,7 +316,9 @@ async def _measure(
     console: Console,
 ) -> dict[str, dict[str, dict[str, float]]]:
     results: dict[str, dict[str, dict[str, float]]] = {"gateway": {}, "in_process": {}}
-    pool = httpx.Limits(max_connections=max(concurrencies), max_keepalive_connections=64)
+    pool = httpx.Limits(
+        max_connections=max(*concurrencies, *STREAM_CONCURRENCIES), max_keepalive_connections=64
+    )
     async with (
         httpx.AsyncClient(base_url=gateway_url, timeout=60.0, limits=pool) as client,
         InProcessPath() as in_process,
@@ -228,6 +359,9 @@ async def _measure(
                             f"p50 {figures.get('p50_ms', float('nan')):.0f} ms",
                             highlight=False,
                         )
+            results["streaming"] = await _measure_streaming(
+                client, questions, limits, progress, console
+            )
     return results
 
 
@@ -249,7 +383,8 @@ def run(
         console: Progress output.
     """
     console.print(
-        f"[bold]queries[/]: gateway vs in-process at concurrency {list(concurrencies)}, "
+        f"[bold]queries[/]: gateway vs in-process at concurrency {list(concurrencies)}, then "
+        f"streamed at {list(STREAM_CONCURRENCIES)}, caches off, "
         f"up to {limits.requests} requests or {limits.seconds:.0f} s each"
     )
     measured = asyncio.run(_measure(gateway_url, questions, concurrencies, limits, console))
@@ -261,6 +396,8 @@ def run(
                 f"{p}_ms": gateway[f"{p}_ms"] - local[f"{p}_ms"] for p in ("p50", "p95", "p99")
             }
     at_eight = overhead.get("8", {})
+    streaming = measured["streaming"]
+    alone = streaming.get("1", {})
     return {
         "concurrency": list(concurrencies),
         "limits": {"requests": limits.requests, "seconds": limits.seconds},
@@ -269,10 +406,15 @@ def run(
         "overhead": overhead,
         "query_overhead_p50_ms": at_eight.get("p50_ms"),
         "query_overhead_p99_ms": at_eight.get("p99_ms"),
-        "time_to_first_token": None,
+        "time_to_first_token": {**alone, "concurrency": 1},
+        "time_to_first_token_by_concurrency": streaming,
+        "ttft_p50_ms": alone.get("p50_ms"),
         "notes": (
-            "overhead = gateway - in-process per percentile at the same concurrency in the same "
-            "run: Kafka's four hops, HTTP and the gateway. Time to first token is not measured: "
-            "the platform does not stream answers yet."
+            'Every request asks with the caches off (gateway "cache": false, in-process '
+            "QueryRequested(cache=False)). overhead = gateway - in-process per percentile at the "
+            "same concurrency in the same run: Kafka's four hops, HTTP and the gateway. "
+            'time_to_first_token: through the gateway with "stream": true, client-side, from '
+            "sending the request to the first delta event (p*_ms) and to the done event "
+            "(done_p*_ms); answers that came with no delta are counted in without_delta."
         ),
     }

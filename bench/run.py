@@ -38,6 +38,7 @@ class Scale:
 
     ingest_documents: int
     cache_documents: int
+    cache_answer_seconds: float
     query_requests: int
     query_seconds: float
     concurrencies: tuple[int, ...]
@@ -48,6 +49,7 @@ class Scale:
 FULL = Scale(
     ingest_documents=120,
     cache_documents=40,
+    cache_answer_seconds=600.0,
     query_requests=200,
     query_seconds=60.0,
     concurrencies=(1, 8, 32),
@@ -57,6 +59,7 @@ FULL = Scale(
 QUICK = Scale(
     ingest_documents=12,
     cache_documents=6,
+    cache_answer_seconds=180.0,
     query_requests=24,
     query_seconds=20.0,
     concurrencies=(1, 8, 32),
@@ -121,7 +124,40 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 r["warm_over_cold_chunks_per_s"],
                 "same documents twice",
             ),
-            ("caches", "paraphrase hit rate", None, "no response cache yet"),
+        ]
+        answers = r["answer_caches"]
+        paraphrases = answers["paraphrases"]
+        hits_by_kind = paraphrases["hits_by_kind"]
+        rows += [
+            (
+                "caches",
+                "paraphrase_hit_rate",
+                r["paraphrase_hit_rate"],
+                f"{paraphrases['hits']}/{paraphrases['asked']} paraphrases cached "
+                f"(semantic {hits_by_kind['semantic']:.0f}, exact {hits_by_kind['exact']:.0f}, "
+                f"llm {hits_by_kind['llm']:.0f}); "
+                f"{paraphrases['hits_same_documents']} cite the original's documents",
+            ),
+            (
+                "caches",
+                "answer_cache_miss_p50_ms",
+                r["answer_cache_miss_p50_ms"],
+                f'gateway round trip, "cache": false, {answers["miss"]["count"]:.0f} questions',
+            ),
+            (
+                "caches",
+                "answer_cache_exact_hit_p50_ms",
+                r["answer_cache_exact_hit_p50_ms"],
+                f"same question again, {answers['exact_hit']['count']:.0f} hits; "
+                f"hit/miss p50 {_times(answers['exact_over_miss_p50'])}",
+            ),
+            (
+                "caches",
+                "answer_cache_semantic_hit_p50_ms",
+                r["answer_cache_semantic_hit_p50_ms"],
+                f"paraphrases, {answers['semantic_hit']['count']:.0f} hits; "
+                f"hit/miss p50 {_times(answers['semantic_over_miss_p50'])}",
+            ),
         ]
     if "queries" in results:
         r = results["queries"]
@@ -148,8 +184,18 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 r["query_overhead_p99_ms"],
                 "gateway - in-process, c=8",
             ),
-            ("queries", "time to first token", None, "no streaming yet"),
         ]
+        for level, figures in r["time_to_first_token_by_concurrency"].items():
+            rows.append(
+                (
+                    "queries",
+                    "ttft_p50_ms" if level == "1" else f"ttft p50 ms, c={level}",
+                    figures.get("p50_ms"),
+                    f"gateway SSE, c={level}, request to first delta; p95 "
+                    f"{_ms(figures.get('p95_ms'))}, done p50 {_ms(figures.get('done_p50_ms'))} "
+                    f"({figures['count']:.0f} answers)",
+                )
+            )
     if "retrieval_quality" in results:
         r = results["retrieval_quality"]
         for alpha, figures in r["alphas"].items():
@@ -180,6 +226,10 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} ms"
 
 
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def _triple(figures: dict[str, float]) -> str:
     if "p50_ms" not in figures:
         return f"no answers ({figures.get('errors', 0):.0f} errors)"
@@ -192,13 +242,19 @@ def _triple(figures: dict[str, float]) -> str:
 
 def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ingest_r, queries_r = results.get("ingest", {}), results.get("queries", {})
+    caches_r = results.get("caches", {})
     return {
         "pipeline_efficiency": ingest_r.get("pipeline_efficiency"),
         "freshness_p50_ms": ingest_r.get("freshness_p50_ms"),
         "freshness_p99_ms": ingest_r.get("freshness_p99_ms"),
         "query_overhead_p50_ms": queries_r.get("query_overhead_p50_ms"),
         "query_overhead_p99_ms": queries_r.get("query_overhead_p99_ms"),
-        "embedding_cache_hit_rate": results.get("caches", {}).get("warm_hit_rate"),
+        "ttft_p50_ms": queries_r.get("ttft_p50_ms"),
+        "embedding_cache_hit_rate": caches_r.get("warm_hit_rate"),
+        "paraphrase_hit_rate": caches_r.get("paraphrase_hit_rate"),
+        "answer_cache_miss_p50_ms": caches_r.get("answer_cache_miss_p50_ms"),
+        "answer_cache_exact_hit_p50_ms": caches_r.get("answer_cache_exact_hit_p50_ms"),
+        "answer_cache_semantic_hit_p50_ms": caches_r.get("answer_cache_semantic_hit_p50_ms"),
         "best_alpha": results.get("retrieval_quality", {}).get("best_alpha"),
     }
 
@@ -248,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             kafka=kafka,
             gateway_url=gateway,
             embedder_url=platform.service_urls["embedder"],
+            generator_url=platform.service_urls["generator"],
             documents=scale.cache_documents,
+            answer_seconds=scale.cache_answer_seconds,
             console=console,
         ),
         "queries": lambda: queries.run(
@@ -270,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     plotters: dict[str, Callable[[dict[str, Any], Any], Any]] = {
+        "caches": plots.plot_caches,
         "queries": plots.plot_queries,
         "retrieval_quality": plots.plot_retrieval_quality,
         "sweep": plots.plot_sweep,

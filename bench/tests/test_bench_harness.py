@@ -10,7 +10,7 @@ import pytest
 from bench.pipeline import run_token, synthetic_documents
 from bench.queries import LoadLimits, run_load
 from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
-from bench.run import BENCHMARKS, _selection
+from bench.run import BENCHMARKS, _headline, _selection, _summary_rows
 from bench.sweep import FULL_POINTS, SweepPoint
 from ragstream_embedder.settings import EmbedderSettings
 
@@ -143,3 +143,64 @@ class TestSweepPoint:
             fields["batch_max_messages"].default, fields["batch_max_wait_ms"].default
         )
         assert default in FULL_POINTS
+
+
+def _latencies(p50: float | None) -> dict[str, float | None]:
+    return {"count": 3.0, "p50_ms": p50, "p95_ms": p50}
+
+
+_CACHES = {
+    "warm_hit_rate": 1.0,
+    "warm_over_cold_chunks_per_s": 2.0,
+    "paraphrase_hit_rate": 0.25,
+    "answer_cache_miss_p50_ms": 80.0,
+    "answer_cache_exact_hit_p50_ms": 40.0,
+    "answer_cache_semantic_hit_p50_ms": None,
+    "answer_caches": {
+        "miss": _latencies(80.0),
+        "exact_hit": _latencies(40.0),
+        "semantic_hit": _latencies(None),
+        "exact_over_miss_p50": 0.5,
+        "semantic_over_miss_p50": None,
+        "paraphrases": {
+            "asked": 4,
+            "hits": 1,
+            "paraphrase_hit_rate": 0.25,
+            "hits_by_kind": {"exact": 0.0, "semantic": 1.0, "llm": 0.0},
+            "hits_same_documents": 1,
+        },
+    },
+}
+_STREAMED = {"count": 4.0, "p50_ms": 90.0, "p95_ms": 120.0, "done_p50_ms": 300.0}
+_QUERIES = {
+    "concurrency": [1],
+    "gateway": {"1": {"count": 0.0, "errors": 1.0}},
+    "in_process": {"1": {"count": 0.0, "errors": 1.0}},
+    "query_overhead_p50_ms": None,
+    "query_overhead_p99_ms": None,
+    "ttft_p50_ms": 90.0,
+    "time_to_first_token_by_concurrency": {"1": _STREAMED, "8": {"count": 0.0, "errors": 8.0}},
+}
+
+
+class TestSummary:
+    def test_headline_carries_the_cache_and_streaming_figures(self) -> None:
+        """summary.json names the paraphrase hit rate, the answer-cache latencies and the TTFT."""
+        headline = _headline({"caches": _CACHES, "queries": _QUERIES})
+        assert headline["paraphrase_hit_rate"] == 0.25
+        assert headline["answer_cache_miss_p50_ms"] == 80.0
+        assert headline["answer_cache_exact_hit_p50_ms"] == 40.0
+        assert headline["answer_cache_semantic_hit_p50_ms"] is None
+        assert headline["ttft_p50_ms"] == 90.0
+
+    def test_table_rows_for_the_new_figures(self) -> None:
+        """The printed table has a row per new figure, even when a level or a kind got nothing."""
+        rows = {
+            figure: value
+            for _, figure, value, _ in _summary_rows({"caches": _CACHES, "queries": _QUERIES})
+        }
+        assert rows["paraphrase_hit_rate"] == 0.25
+        assert rows["answer_cache_exact_hit_p50_ms"] == 40.0
+        assert rows["answer_cache_semantic_hit_p50_ms"] is None
+        assert rows["ttft_p50_ms"] == 90.0
+        assert rows["ttft p50 ms, c=8"] is None

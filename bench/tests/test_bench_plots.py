@@ -37,3 +37,16 @@ class TestPlots:
         }
         result = {"points": [point, {**point, "label": "1 msgs / 0 ms", "chunks_per_s": 12.0}]}
         assert _is_png(plots.plot_sweep(result, tmp_path / "s.png"))
+
+    def test_caches(self, tmp_path: Path) -> None:
+        """Latency bars per cache outcome render, leaving out an outcome that had no sample."""
+        figures = {"count": 5.0, "p50_ms": 80.0, "p95_ms": 120.0}
+        result = {
+            "answer_caches": {
+                "miss": figures,
+                "exact_hit": {**figures, "p50_ms": 40.0},
+                "semantic_hit": {"count": 0.0, "p50_ms": None, "p95_ms": None},
+                "paraphrases": {"paraphrase_hit_rate": 0.25},
+            }
+        }
+        assert _is_png(plots.plot_caches(result, tmp_path / "c.png"))
