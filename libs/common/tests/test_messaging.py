@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
-from faststream.kafka import TestKafkaBroker
+import anyio
+import pytest
+from faststream.kafka import KafkaRouter, TestKafkaBroker
 
 from ragstream_common.events import DeadLetter, DocumentUpserted
 from ragstream_common.logging import current_correlation_id
-from ragstream_common.messaging import PoisonMessageError, create_broker, publish_event
+from ragstream_common.messaging import (
+    IDLE_POLL_MS,
+    PoisonMessageError,
+    batch_subscriber,
+    create_broker,
+    publish_event,
+)
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.settings import ServiceSettings
 
@@ -116,3 +125,67 @@ class TestCorrelation:
 
         assert seen == ["corr-123", "corr-123"]
         assert current_correlation_id() is None
+
+
+class _ScriptedConsumer:
+    """Answers ``getmany`` from a script of polls, recording the timeout and size of each."""
+
+    def __init__(self, *polls: list[str]) -> None:
+        self.polls = list(polls)
+        self.calls: list[tuple[int, int]] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[str]]:
+        self.calls.append((timeout_ms, max_records))
+        records = self.polls.pop(0) if self.polls else []
+        return {"topic-0": records[:max_records]} if records else {}
+
+
+def _batch_subscriber(max_messages: int, max_wait_ms: int) -> Any:
+    router = KafkaRouter()
+    settings = ServiceSettings(service_name="test-service")
+    return batch_subscriber(
+        router,
+        "queries",
+        settings=settings,
+        group_id="g",
+        max_messages=max_messages,
+        max_wait_ms=max_wait_ms,
+    )
+
+
+class TestBatchSubscriber:
+    async def test_an_empty_poll_returns_without_sleeping(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """FastStream's own poll sleeps after an empty poll, delaying the next record; ours not."""
+        slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        monkeypatch.setattr(anyio, "sleep", sleep)
+        consumer = _ScriptedConsumer()
+        batch = await _batch_subscriber(8, 0).get_msg(consumer)
+        assert batch == ()
+        assert slept == []
+        assert consumer.calls == [(IDLE_POLL_MS, 8)]
+
+    async def test_without_a_wait_the_waiting_records_go_at_once(self) -> None:
+        """With no wait, one poll's records are the batch, even when it is not full."""
+        consumer = _ScriptedConsumer(["a", "b"], ["c"])
+        assert await _batch_subscriber(8, 0).get_msg(consumer) == ("a", "b")
+        assert len(consumer.calls) == 1
+
+    async def test_a_wait_tops_the_batch_up_to_its_size(self) -> None:
+        """With a wait, later polls add records until the batch is full."""
+        consumer = _ScriptedConsumer(["a", "b"], ["c", "d", "e"], ["f"])
+        assert await _batch_subscriber(4, 1000).get_msg(consumer) == ("a", "b", "c", "d")
+        assert [size for _, size in consumer.calls] == [4, 2]
+
+    async def test_a_wait_ends_when_nothing_more_comes(self) -> None:
+        """A poll that brings nothing ends the wait: the batch goes with what it has."""
+        consumer = _ScriptedConsumer(["a"], [], ["late"])
+        assert await _batch_subscriber(4, 1000).get_msg(consumer) == ("a",)
+        (_, first), (timeout, _) = consumer.calls
+        assert first == 4
+        assert 0 < timeout <= 1000

@@ -227,7 +227,18 @@ class TestBatching:
         """The batch size and wait come from the settings: the latency/throughput knob."""
         settings = EmbedderSettings(batch_max_messages=7, batch_max_wait_ms=35)
         subscriber = _embedder(FakeModel(), settings).chunks_subscriber()
-        assert (subscriber.max_records, subscriber.batch_timeout_ms) == (7, 35)
+        polls: list[tuple[int, int]] = []
+
+        class OneRecordThenNothing:
+            async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[str]]:
+                polls.append((timeout_ms, max_records))
+                return {"chunks-0": ["record"]} if len(polls) == 1 else {}
+
+        assert await subscriber.get_msg(OneRecordThenNothing()) == ("record",)
+        # The first poll waits for a first record; the second tops the batch up for 35 ms.
+        [(_, first_size), (top_up_wait, top_up_size)] = polls
+        assert (first_size, top_up_size) == (7, 6)
+        assert 0 < top_up_wait <= 35
 
     async def test_published_batch_flows_through_the_test_broker(self) -> None:
         """A publish_batch to `chunks` is consumed and embedded like a poll of Kafka."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-
 import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field

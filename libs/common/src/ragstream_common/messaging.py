@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
@@ -32,9 +33,11 @@ from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import MAX_MESSAGE_BYTES, dlq_name
 
 __all__ = [
+    "IDLE_POLL_MS",
     "PoisonMessageError",
     "Received",
     "batch_records",
+    "batch_subscriber",
     "consumer_options",
     "create_broker",
     "dead_letter",
@@ -81,6 +84,72 @@ def consumer_options(settings: ServiceSettings, group_id: str | None) -> dict[st
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
+
+
+# How long an idle batch consumer's poll waits for a first record: a record that arrives ends the
+# wait at once, so this only sets how often an idle consumer wakes up.
+IDLE_POLL_MS = 500
+
+
+def batch_subscriber(
+    router: KafkaRouter,
+    topic: str,
+    *,
+    settings: ServiceSettings,
+    group_id: str,
+    max_messages: int,
+    max_wait_ms: int,
+) -> BatchSubscriber:
+    """Return a batch subscriber of ``topic`` that hands its handler what is waiting, at once.
+
+    A batch is whatever records are waiting, up to ``max_messages``; with ``max_wait_ms`` above
+    zero, a batch that is not full waits that long after its first record for more to arrive
+    (the latency a caller trades for fuller batches). Decorate the handler with the result.
+
+    FastStream's own batch loop sleeps a whole ``batch_timeout_ms`` after every empty poll, a
+    guard against a busy loop that aiokafka's ``getmany`` (which itself waits up to its timeout)
+    does not need, and which delays the first record after a quiet spell by up to that sleep. So
+    its poll is replaced by ``_collect_batch``, which has no sleep and adds the wait above.
+
+    Args:
+        router: The service's router.
+        topic: What to consume.
+        settings: The service's settings (fetch wait).
+        group_id: The consumer group.
+        max_messages: The most records in one batch.
+        max_wait_ms: How long a batch that is not full waits after its first record.
+    """
+    subscriber = router.subscriber(
+        topic,
+        batch=True,
+        max_records=max_messages,
+        batch_timeout_ms=IDLE_POLL_MS,
+        **consumer_options(settings, group_id),
+    )
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
+        return await _collect_batch(consumer, max_messages=max_messages, max_wait_ms=max_wait_ms)
+
+    subscriber.get_msg = get_msg
+    return subscriber
+
+
+async def _collect_batch(
+    consumer: AIOKafkaConsumer, *, max_messages: int, max_wait_ms: int
+) -> tuple[ConsumerRecord[Any, Any], ...]:
+    """Return the records waiting (none after ``IDLE_POLL_MS``), topped up for ``max_wait_ms``."""
+    polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=max_messages)
+    records = [record for partition in polled.values() for record in partition]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_ms / 1000
+    while records and len(records) < max_messages and (left := deadline - loop.time()) > 0:
+        polled = await consumer.getmany(
+            timeout_ms=int(left * 1000) or 1, max_records=max_messages - len(records)
+        )
+        if not polled:
+            break
+        records.extend(record for partition in polled.values() for record in partition)
+    return tuple(records)
 
 
 def create_broker(settings: ServiceSettings, metrics: ServiceMetrics) -> KafkaBroker:

@@ -20,7 +20,7 @@ from ragstream_common.events import DocumentChunked, DocumentStatus
 from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
     PoisonMessageError,
-    consumer_options,
+    batch_subscriber,
     dead_letter,
     publish_event,
     record_message,
@@ -142,12 +142,13 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             await cache.store(deps.cache, [(keys[slot], vectors[slot]) for slot in missing])
         return vectors, len(missing)
 
-    @router.subscriber(
+    @batch_subscriber(
+        router,
         CHUNKS,
-        batch=True,
-        max_records=settings.batch_max_messages,
-        batch_timeout_ms=settings.batch_max_wait_ms,
-        **consumer_options(settings, CONSUMER_GROUP),
+        settings=settings,
+        group_id=CONSUMER_GROUP,
+        max_messages=settings.batch_max_messages,
+        max_wait_ms=settings.batch_max_wait_ms,
     )
     async def on_chunks(message: KafkaMessage) -> None:
         """Attach a vector to every chunk of a batch: cached ones, the rest in one model call."""

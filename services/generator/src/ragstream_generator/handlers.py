@@ -18,7 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 from ragstream_common.events import AnswerCompleted, ContextRetrieved, RetrievedChunk, Usage
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
-    consumer_options,
+    batch_subscriber,
     handle_each,
     publish_event,
     valid_events,
@@ -73,12 +73,13 @@ def build_router(deps: Dependencies) -> KafkaRouter:
 
     # In batches, answered concurrently: a model call mostly waits on a provider, and one
     # question at a time per consumer would leave every other question queued behind it.
-    @router.subscriber(
+    @batch_subscriber(
+        router,
         CONTEXTS,
-        batch=True,
-        max_records=settings.batch_max_messages,
-        batch_timeout_ms=settings.batch_max_wait_ms,
-        **consumer_options(settings, GROUP),
+        settings=settings,
+        group_id=GROUP,
+        max_messages=settings.batch_max_messages,
+        max_wait_ms=settings.batch_max_wait_ms,
     )
     async def on_contexts(message: KafkaMessage) -> None:
         batch = await valid_events(

@@ -33,10 +33,10 @@ class GeneratorSettings(ServiceSettings):
     # is better answered with an error than left hanging at the gateway.
     request_timeout_s: float = Field(default=60.0, gt=0)
     # Contexts waiting together, up to this many, are answered concurrently as one batch (its
-    # offsets committed when the slowest is answered); when none waits, the consumer polls again
-    # within about twice this wait.
+    # offsets committed when the slowest is answered). Waiting for more (above 0 ms) would only
+    # delay a lone question.
     batch_max_messages: int = Field(default=32, ge=1)
-    batch_max_wait_ms: int = Field(default=5, ge=1)
+    batch_max_wait_ms: int = Field(default=0, ge=0)
     # How much retrieved text goes into one prompt, in words (a cheap proxy for tokens): passages
     # are kept in rank order until the budget is spent.
     max_context_words: int = Field(default=3000, ge=50)

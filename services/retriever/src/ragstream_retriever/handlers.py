@@ -19,6 +19,7 @@ from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
     PoisonMessageError,
     Received,
+    batch_subscriber,
     consumer_options,
     handle_each,
     publish_event,
@@ -73,12 +74,13 @@ def build_router(deps: Dependencies) -> KafkaRouter:
 
     if settings.search_role:
 
-        @router.subscriber(
+        @batch_subscriber(
+            router,
             QUERIES,
-            batch=True,
-            max_records=settings.search_batch_max_messages,
-            batch_timeout_ms=settings.search_batch_max_wait_ms,
-            **consumer_options(settings, settings.search_group_id),
+            settings=settings,
+            group_id=settings.search_group_id,
+            max_messages=settings.search_batch_max_messages,
+            max_wait_ms=settings.search_batch_max_wait_ms,
         )
         async def on_queries_requested(message: KafkaMessage) -> None:
             batch = await valid_events(

@@ -58,9 +58,8 @@ class RetrieverSettings(ServiceSettings):
     # re-index beside the live one.
     index_group_id: str = "retriever-index"
     # The search role takes the queries waiting, up to this many, as one batch: one model call
-    # embeds them all. Waits this long for a first query when none is waiting (FastStream then
-    # sleeps as long again before polling, so this also bounds how late an idle retriever
-    # notices a query).
+    # embeds them all. A batch forms while the previous one is being searched; waiting for more
+    # queries (above 0 ms) would add that wait to a lone query's latency.
     search_batch_max_messages: int = Field(default=32, ge=1)
-    search_batch_max_wait_ms: int = Field(default=5, ge=1)
+    search_batch_max_wait_ms: int = Field(default=0, ge=0)
     search_group_id: str = "retriever-search"
