@@ -16,6 +16,7 @@ from ragstream_common.messaging import (
     IDLE_POLL_MS,
     PoisonMessageError,
     batch_subscriber,
+    consumer_options,
     create_broker,
     publish_event,
 )
@@ -141,15 +142,13 @@ class _ScriptedConsumer:
 
 
 def _batch_subscriber(max_messages: int, max_wait_ms: int) -> Any:
-    router = KafkaRouter()
     settings = ServiceSettings(service_name="test-service")
     return batch_subscriber(
-        router,
+        KafkaRouter(),
         "queries",
-        settings=settings,
-        group_id="g",
         max_messages=max_messages,
         max_wait_ms=max_wait_ms,
+        **consumer_options(settings, "g"),
     )
 
 

@@ -24,13 +24,14 @@ from ragstream_common.events import (
     AnswerCompleted,
     AnswerDelta,
     Citation,
+    DeadLetter,
     DocumentStage,
     DocumentStatus,
     Event,
     QueryRequested,
 )
 from ragstream_common.messaging import publish_event
-from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES
+from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES, dlq_name
 from ragstream_gateway.api import Gateway
 from ragstream_gateway.app import create_app
 from ragstream_gateway.settings import GatewaySettings
@@ -260,6 +261,32 @@ class TestQuery:
             response = await h.client.post("/v1/query", json={"query": "q"})
             assert response.status_code == 504
             assert h.gateway.metrics.answers_seen.labels("gateway", "foreign")._value.get() == 1
+
+    async def test_unreadable_answer_is_dead_lettered_and_the_rest_of_its_batch_resolves(
+        self,
+    ) -> None:
+        """A malformed record on this replica's route goes to answers.dlq; the answer delivered
+        in the same batch still completes its request."""
+        letters: list[DeadLetter] = []
+        async with running(responder=None) as h:
+
+            @h.broker.subscriber(QUERIES, group_id="sloppy-pipeline")
+            async def answer(query: QueryRequested) -> None:
+                await h.broker.publish_batch(
+                    b"{not an answer",
+                    _answer_for(query).model_dump_json().encode(),
+                    topic=ANSWERS,
+                )
+
+            @h.broker.subscriber(dlq_name(ANSWERS))
+            async def collect(letter: DeadLetter) -> None:
+                letters.append(letter)
+
+            await h.broker.start()
+            response = await h.client.post("/v1/query", json={"query": "q"})
+            assert response.status_code == 200, response.text
+        [letter] = letters
+        assert (letter.original_topic, letter.error_type) == (ANSWERS, "ValidationError")
 
     async def test_answer_with_error_is_a_502(self) -> None:
         """A pipeline failure reported in the answer reaches the client as 502 with its message."""

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaBroker, KafkaRouter, Topic
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
@@ -93,12 +93,11 @@ IDLE_POLL_MS = 500
 
 def batch_subscriber(
     router: KafkaRouter,
-    topic: str,
+    topic: str | Topic,
     *,
-    settings: ServiceSettings,
-    group_id: str,
     max_messages: int,
-    max_wait_ms: int,
+    max_wait_ms: int = 0,
+    **options: Any,
 ) -> BatchSubscriber:
     """Return a batch subscriber of ``topic`` that hands its handler what is waiting, at once.
 
@@ -114,17 +113,12 @@ def batch_subscriber(
     Args:
         router: The service's router.
         topic: What to consume.
-        settings: The service's settings (fetch wait).
-        group_id: The consumer group.
         max_messages: The most records in one batch.
         max_wait_ms: How long a batch that is not full waits after its first record.
+        options: The subscriber's other options, usually ``consumer_options(...)``.
     """
     subscriber = router.subscriber(
-        topic,
-        batch=True,
-        max_records=max_messages,
-        batch_timeout_ms=IDLE_POLL_MS,
-        **consumer_options(settings, group_id),
+        topic, batch=True, max_records=max_messages, batch_timeout_ms=IDLE_POLL_MS, **options
     )
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:

@@ -21,6 +21,7 @@ from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
     PoisonMessageError,
     batch_subscriber,
+    consumer_options,
     dead_letter,
     publish_event,
     record_message,
@@ -145,10 +146,9 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     @batch_subscriber(
         router,
         CHUNKS,
-        settings=settings,
-        group_id=CONSUMER_GROUP,
         max_messages=settings.batch_max_messages,
         max_wait_ms=settings.batch_max_wait_ms,
+        **consumer_options(settings, CONSUMER_GROUP),
     )
     async def on_chunks(message: KafkaMessage) -> None:
         """Attach a vector to every chunk of a batch: cached ones, the rest in one model call."""

@@ -56,7 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics = GatewayMetrics(settings.service_name)
     broker = create_broker(settings, metrics.service)
     gateway = Gateway(settings=settings, broker=broker, metrics=metrics)
-    consumers = build_consumers(settings, gateway.replies, gateway.statuses, metrics)
+    consumers = build_consumers(settings, broker, gateway.replies, gateway.statuses, metrics)
     broker.include_router(consumers.router)
 
     @asynccontextmanager

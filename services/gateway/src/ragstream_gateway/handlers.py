@@ -7,29 +7,36 @@ Both read without a consumer group, because each replica needs every partition: 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
-from faststream.kafka import KafkaRouter, Topic
+from faststream.kafka import KafkaBroker, KafkaRouter, Topic
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from ragstream_common.events import AnswerCompleted, AnswerDelta, DocumentStatus
 from ragstream_common.logging import get_logger
+from ragstream_common.messaging import (
+    batch_records,
+    batch_subscriber,
+    dead_letter,
+    record_header,
+    record_message,
+)
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
 from ragstream_gateway.domain import PendingReplies, StatusBook
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
 
-__all__ = ["GatewayConsumers", "build_consumers", "fold_status"]
+__all__ = ["GatewayConsumers", "build_consumers", "fold_status", "take_answer"]
 
 _log = get_logger(__name__)
 
 # Statuses folded per handler call, and how long an idle poll waits for the first of them (the
 # view's freshness for other replicas' uploads; a replica's own uploads show at once).
 _STATUS_BATCH = 500
-_STATUS_BATCH_WAIT_MS = 100
+_ANSWER_BATCH = 500
 
 
 @dataclass
@@ -43,6 +50,7 @@ class GatewayConsumers:
 
 def build_consumers(
     settings: GatewaySettings,
+    broker: KafkaBroker,
     replies: PendingReplies,
     statuses: StatusBook,
     metrics: GatewayMetrics,
@@ -51,6 +59,7 @@ def build_consumers(
 
     Args:
         settings: The gateway's settings (its reply route, fetch waits).
+        broker: Publishes the dead letters of unreadable answers.
         replies: The queries this replica waits on.
         statuses: The document status view to keep current.
         metrics: Counts what the consumers see.
@@ -60,8 +69,12 @@ def build_consumers(
 
     # Topics are provisioned from the registry (partitions, retention, compaction); declare=False
     # stops FastStream from creating a one-partition topic with default settings instead.
-    answers = router.subscriber(
+    answers = batch_subscriber(
+        router,
         Topic(ANSWERS, declare=False),
+        # A streamed answer is many deltas; one at a time, FastStream's per-message pipeline
+        # (about 1 ms each) queued them behind each other under load.
+        max_messages=_ANSWER_BATCH,
         group_id=None,
         # Answers published before this replica started belong to requests it never held, so
         # reading from the end is enough, provided the end is pinned before the first query
@@ -74,60 +87,89 @@ def build_consumers(
     )
 
     @answers
-    async def on_answer(message: KafkaMessage) -> None:
-        """Resolve the pending request an answer (or delta) belongs to; ignore everyone else's."""
-        # Answers are keyed by reply route: another replica's answer is dropped on its key,
-        # before the body is parsed, and so is dead-lettered (if unreadable) only by its owner.
-        record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)  # not a batch
-        key = record.key
-        if key is not None and key != reply_route:
-            metrics.answer_seen("foreign")
-            return
-        # The answers topic carries a streamed query's deltas before its answer; the producer
-        # names each message's type in a header (ragstream_common.messaging.publish_event).
-        if message.headers.get("event-type") == AnswerDelta.__name__:
-            delta = AnswerDelta.model_validate_json(message.body)
-            if delta.reply_to != settings.instance_id:
-                metrics.answer_seen("foreign")
-            elif replies.deliver(delta):
-                metrics.answer_seen("delta")
-            else:
-                metrics.answer_seen("late")
-            return
-        answer = AnswerCompleted.model_validate_json(message.body)
-        if answer.reply_to != settings.instance_id:
-            metrics.answer_seen("foreign")
-            return
-        if replies.resolve(answer):
-            metrics.answer_seen("resolved")
-        else:
-            metrics.answer_seen("late")
-            _log.info("answer_without_pending_request", query_id=answer.query_id)
+    async def on_answers(message: KafkaMessage) -> None:
+        """Resolve the pending requests answers (or deltas) belong to; ignore everyone else's."""
+        for record in batch_records(message):
+            try:
+                take_answer(record, reply_route, settings.instance_id, replies, metrics)
+            except ValidationError as error:
+                # Only the replica the answer was keyed to gets this far: one dead letter.
+                await dead_letter(
+                    broker,
+                    record_message(record),
+                    error,
+                    service=metrics.name,
+                    metrics=metrics.service,
+                )
 
-    status_topic = router.subscriber(
+    status_topic = batch_subscriber(
+        router,
         Topic(DOCUMENT_STATUS, declare=False),
+        # Every replica reads the whole topic at startup. One message at a time, FastStream's
+        # per-message pipeline costs about 1 ms (4,155 statuses took 4.7 s here); in batches
+        # the same catch-up is bounded by the fetches.
+        max_messages=_STATUS_BATCH,
         group_id=None,
         # The topic is compacted: reading it whole rebuilds the latest status of every document.
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        # Every replica reads the whole topic at startup. One message at a time, FastStream's
-        # per-message pipeline costs about 1 ms (4,155 statuses took 4.7 s here); in batches
-        # the same catch-up is bounded by the fetches.
-        batch=True,
-        max_records=_STATUS_BATCH,
-        batch_timeout_ms=_STATUS_BATCH_WAIT_MS,
         title="document-status (status view)",
     )
 
     @status_topic
     async def on_statuses(message: KafkaMessage) -> None:
         """Fold a batch of status events into the view; skip tombstones and unreadable events."""
-        records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
-        for record in records:
+        for record in batch_records(message):
             fold_status(record.value, statuses, metrics)
 
     return GatewayConsumers(router=router, answers=answers, statuses=status_topic)
+
+
+def take_answer(
+    record: ConsumerRecord[bytes, bytes],
+    reply_route: bytes,
+    instance_id: str,
+    replies: PendingReplies,
+    metrics: GatewayMetrics,
+) -> None:
+    """Hand one ``answers`` record to the request waiting for it, if this replica holds it.
+
+    Args:
+        record: An answer or a delta.
+        reply_route: This replica's key on the topic.
+        instance_id: This replica's id, which answers name in ``reply_to``.
+        replies: The requests this replica waits on.
+        metrics: Counts what became of the record.
+
+    Raises:
+        ValidationError: The record is neither an answer nor a delta.
+    """
+    # Answers are keyed by reply route: another replica's answer is dropped on its key, before
+    # the body is parsed.
+    if record.key and record.key != reply_route:
+        metrics.answer_seen("foreign")
+        return
+    # The answers topic carries a streamed query's deltas before its answer; the producer names
+    # each message's type in a header (ragstream_common.messaging.publish_event).
+    if record_header(record, "event-type") == AnswerDelta.__name__:
+        delta = AnswerDelta.model_validate_json(record.value or b"")
+        if delta.reply_to != instance_id:
+            metrics.answer_seen("foreign")
+        elif replies.deliver(delta):
+            metrics.answer_seen("delta")
+        else:
+            metrics.answer_seen("late")
+        return
+    answer = AnswerCompleted.model_validate_json(record.value or b"")
+    if answer.reply_to != instance_id:
+        metrics.answer_seen("foreign")
+        return
+    if replies.resolve(answer):
+        metrics.answer_seen("resolved")
+    else:
+        metrics.answer_seen("late")
+        _log.info("answer_without_pending_request", query_id=answer.query_id)
 
 
 def fold_status(value: bytes | None, statuses: StatusBook, metrics: GatewayMetrics) -> None:

@@ -19,6 +19,7 @@ from ragstream_common.events import AnswerCompleted, ContextRetrieved, Retrieved
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
     batch_subscriber,
+    consumer_options,
     handle_each,
     publish_event,
     valid_events,
@@ -76,10 +77,9 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     @batch_subscriber(
         router,
         CONTEXTS,
-        settings=settings,
-        group_id=GROUP,
         max_messages=settings.batch_max_messages,
         max_wait_ms=settings.batch_max_wait_ms,
+        **consumer_options(settings, GROUP),
     )
     async def on_contexts(message: KafkaMessage) -> None:
         batch = await valid_events(

@@ -77,10 +77,9 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         @batch_subscriber(
             router,
             QUERIES,
-            settings=settings,
-            group_id=settings.search_group_id,
             max_messages=settings.search_batch_max_messages,
             max_wait_ms=settings.search_batch_max_wait_ms,
+            **consumer_options(settings, settings.search_group_id),
         )
         async def on_queries_requested(message: KafkaMessage) -> None:
             batch = await valid_events(
