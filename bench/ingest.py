@@ -26,13 +26,14 @@ __all__ = ["bare_model_chunks_per_s", "run"]
 _SEED = 20261129
 
 
-def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int = 32) -> dict[str, float]:
+def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int) -> dict[str, float]:
     """Embed ``texts`` with ``model`` in this process; return chunks, seconds and chunks/s.
 
     Args:
         model: A loaded ``ragstream_embedding`` model, warmed up.
         texts: The chunks' embedding texts.
-        batch_size: Texts per forward pass (the embedder's default ``model_batch_size``).
+        batch_size: Texts per forward pass (the embedder's ``model_batch_size``, so that the two
+            sides differ by the pipeline only).
     """
     started = time.perf_counter()
     model.embed(texts, batch_size=batch_size)
@@ -56,18 +57,21 @@ def run(
     docs = synthetic_documents(documents, seed=_SEED, token=token)
     texts = pipeline_chunk_texts(docs)
     # Imported here: torch loads for this benchmark only, not for every run of the harness.
+    from ragstream_embedder.settings import EmbedderSettings
     from ragstream_embedding import load_default_model
 
+    # The embedder's forward batch as the service would run it (its RAGSTREAM_* settings apply).
+    forward_batch = EmbedderSettings().model_batch_size
     model = load_default_model()
     model.embed(texts[:32])  # warm-up: the first call pays for lazy initialisation
     # The bare model runs just before and just after the pipeline, and the faster run counts:
     # on a shared machine, load that comes and goes must not flatter the pipeline.
     console.print(f"[bold]ingest[/]: {len(texts)} chunks through the bare model")
-    bare_before = bare_model_chunks_per_s(model, texts)
+    bare_before = bare_model_chunks_per_s(model, texts, forward_batch)
     console.print(f"[bold]ingest[/]: {documents} fresh documents through the pipeline")
     measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
     console.print(f"[bold]ingest[/]: the same {len(texts)} chunks through the bare model again")
-    bare_after = bare_model_chunks_per_s(model, texts)
+    bare_after = bare_model_chunks_per_s(model, texts, forward_batch)
     bare = max(bare_before, bare_after, key=lambda run: run["chunks_per_s"])
     if cleanup:
         delete_documents(gateway_url, measured.doc_ids)

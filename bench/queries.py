@@ -32,9 +32,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.metrics import percentile, summarise_latencies
 
 __all__ = [
+    "GatewayAsker",
     "InProcessPath",
     "LoadLimits",
     "StreamedAnswer",
+    "outside_stages_ms",
     "run",
     "run_load",
     "stream_answer",
@@ -192,13 +194,40 @@ class InProcessPath:
             raise RuntimeError(answer.error)
 
 
-def _gateway_asker(client: httpx.AsyncClient) -> Ask:
-    async def ask(question: str) -> None:
-        # A cached answer would measure Redis, not the model: every request asks afresh.
-        response = await client.post("/v1/query", json={"query": question, "cache": False})
-        response.raise_for_status()
+class GatewayAsker:
+    """Asks through the gateway, keeping each answer's time outside the pipeline's stages.
 
-    return ask
+    ``outside_ms`` per answer is the gateway's own total less the retriever's and the
+    generator's stage times it reports: the Kafka hops, the gateway's work and any time the query
+    queued for a busy consumer. Unlike the gateway - in-process difference it needs no second
+    path, so it stays a measure of the hops when batching makes the pipeline faster than the
+    in-process calls.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+        self.outside_ms: list[float] = []
+
+    async def __call__(self, question: str) -> None:
+        """Ask ``question`` with the caches off; raise if the gateway did not answer."""
+        # A cached answer would measure Redis, not the model: every request asks afresh.
+        response = await self._client.post("/v1/query", json={"query": question, "cache": False})
+        response.raise_for_status()
+        outside = outside_stages_ms(response.json().get("timings", {}))
+        if outside is not None:
+            self.outside_ms.append(outside)
+
+
+def outside_stages_ms(timings: dict[str, float]) -> float | None:
+    """Return the gateway's total less the retrieve and generate stages, None if one is missing.
+
+    Args:
+        timings: A query response's ``timings``.
+    """
+    try:
+        return timings["gateway_total_ms"] - timings["retrieve_ms"] - timings["generate_ms"]
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -315,7 +344,11 @@ async def _measure(
     limits: LoadLimits,
     console: Console,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    results: dict[str, dict[str, dict[str, float]]] = {"gateway": {}, "in_process": {}}
+    results: dict[str, dict[str, dict[str, float]]] = {
+        "gateway": {},
+        "in_process": {},
+        "outside_stages": {},
+    }
     pool = httpx.Limits(
         max_connections=max(*concurrencies, *STREAM_CONCURRENCIES), max_keepalive_connections=64
     )
@@ -323,7 +356,8 @@ async def _measure(
         httpx.AsyncClient(base_url=gateway_url, timeout=60.0, limits=pool) as client,
         InProcessPath() as in_process,
     ):
-        paths: dict[str, Ask] = {"gateway": _gateway_asker(client), "in_process": in_process.ask}
+        gateway = GatewayAsker(client)
+        paths: dict[str, Ask] = {"gateway": gateway, "in_process": in_process.ask}
         # One unmeasured round per path first: connections, lazy imports, the model's first call.
         for ask in paths.values():
             await run_load(ask, questions, 1, LoadLimits(len(questions), limits.seconds))
@@ -344,6 +378,7 @@ async def _measure(
                 # machine) from landing on one path only.
                 for name, ask in paths.items():
                     task = progress.add_task(f"{name} c={concurrency}", total=level.requests)
+                    gateway.outside_ms.clear()
                     results[name][str(concurrency)] = await run_load(
                         ask,
                         questions,
@@ -351,6 +386,10 @@ async def _measure(
                         level,
                         on_done=lambda task=task: progress.advance(task),  # type: ignore[misc]
                     )
+                    if name == "gateway" and gateway.outside_ms:
+                        results["outside_stages"][str(concurrency)] = {
+                            f"p{q}_ms": percentile(gateway.outside_ms, q) for q in (50, 95, 99)
+                        }
                     if not console.is_terminal:
                         # No live bars in a log: a line per finished run shows it is alive.
                         figures = results[name][str(concurrency)]
@@ -404,6 +443,9 @@ def run(
         "gateway": measured["gateway"],
         "in_process": measured["in_process"],
         "overhead": overhead,
+        "outside_stages": measured["outside_stages"],
+        "hops_alone_p50_ms": measured["outside_stages"].get("1", {}).get("p50_ms"),
+        "hops_alone_p99_ms": measured["outside_stages"].get("1", {}).get("p99_ms"),
         "query_overhead_p50_ms": at_eight.get("p50_ms"),
         "query_overhead_p99_ms": at_eight.get("p99_ms"),
         "time_to_first_token": {**alone, "concurrency": 1},
@@ -412,7 +454,11 @@ def run(
         "notes": (
             'Every request asks with the caches off (gateway "cache": false, in-process '
             "QueryRequested(cache=False)). overhead = gateway - in-process per percentile at the "
-            "same concurrency in the same run: Kafka's four hops, HTTP and the gateway. "
+            "same concurrency in the same run: Kafka's four hops, HTTP and the gateway, less what "
+            "the services' batching saves (negative when batching saves more than the hops "
+            "cost). outside_stages: per gateway answer, gateway_total_ms - retrieve_ms - "
+            "generate_ms (hops, gateway work and queueing), percentiles per concurrency; "
+            "hops_alone_* is its concurrency-1 figure, where nothing queues. "
             'time_to_first_token: through the gateway with "stream": true, client-side, from '
             "sending the request to the first delta event (p*_ms) and to the done event "
             "(done_p*_ms); answers that came with no delta are counted in without_delta."

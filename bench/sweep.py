@@ -47,19 +47,18 @@ class SweepPoint:
         return f"{self.max_messages} msgs / {self.max_wait_ms} ms"
 
 
-# From one record at a time to large, patient batches; 16 / 20 ms is the default.
+# From one record at a time to large, patient batches; 64 / 20 ms is the default.
 FULL_POINTS = tuple(
     SweepPoint(messages, wait)
     for messages, wait in (
         (1, 0),
-        (4, 10),
+        (4, 0),
         (16, 20),
-        (16, 100),
-        (64, 50),
-        (64, 250),
+        (64, 20),
+        (64, 200),
     )
 )
-QUICK_POINTS = (SweepPoint(1, 0), SweepPoint(16, 20))
+QUICK_POINTS = (SweepPoint(1, 0), SweepPoint(64, 20))
 
 
 def _restart_embedder(kafka: str, extra_env: dict[str, str] | None) -> None:

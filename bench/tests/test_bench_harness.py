@@ -179,6 +179,9 @@ _QUERIES = {
     "query_overhead_p50_ms": None,
     "query_overhead_p99_ms": None,
     "ttft_p50_ms": 90.0,
+    "outside_stages": {"1": {"p50_ms": 12.0, "p95_ms": 20.0, "p99_ms": 30.0}},
+    "hops_alone_p50_ms": 12.0,
+    "hops_alone_p99_ms": 30.0,
     "time_to_first_token_by_concurrency": {"1": _STREAMED, "8": {"count": 0.0, "errors": 8.0}},
 }
 
@@ -192,6 +195,7 @@ class TestSummary:
         assert headline["answer_cache_exact_hit_p50_ms"] == 40.0
         assert headline["answer_cache_semantic_hit_p50_ms"] is None
         assert headline["ttft_p50_ms"] == 90.0
+        assert (headline["hops_alone_p50_ms"], headline["hops_alone_p99_ms"]) == (12.0, 30.0)
 
     def test_table_rows_for_the_new_figures(self) -> None:
         """The printed table has a row per new figure, even when a level or a kind got nothing."""
@@ -204,3 +208,4 @@ class TestSummary:
         assert rows["answer_cache_semantic_hit_p50_ms"] is None
         assert rows["ttft_p50_ms"] == 90.0
         assert rows["ttft p50 ms, c=8"] is None
+        assert rows["outside stages p50 ms, c=1"] == 12.0

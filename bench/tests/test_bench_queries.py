@@ -9,6 +9,7 @@ import pytest
 
 from bench.queries import (
     StreamedAnswer,
+    outside_stages_ms,
     stream_answer,
     summarise_streamed,
 )
@@ -71,3 +72,14 @@ class TestSummariseStreamed:
     def test_no_answers_no_percentiles(self) -> None:
         """Without answers there are counts but no made-up percentiles."""
         assert summarise_streamed([]) == {"count": 0.0, "without_delta": 0.0}
+
+
+class TestOutsideStages:
+    def test_gateway_total_less_the_stages(self) -> None:
+        """What the hops cost is the gateway's total less the two stages the services report."""
+        timings = {"gateway_total_ms": 60.0, "retrieve_ms": 30.0, "generate_ms": 12.5}
+        assert outside_stages_ms(timings) == 17.5
+
+    def test_missing_stage_gives_none(self) -> None:
+        """An answer that did not report a stage (a failure) is left out, not counted as zero."""
+        assert outside_stages_ms({"gateway_total_ms": 60.0, "retrieve_ms": 30.0}) is None

@@ -30,7 +30,7 @@ from ragstream_common.events import (
     DocumentChunked,
     DocumentStatus,
 )
-from ragstream_common.messaging import publish_event
+from ragstream_common.messaging import publish_event_unconfirmed
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS, dlq_name
 from ragstream_embedder.app import create_app
 from ragstream_embedder.domain import cache_key
@@ -323,12 +323,12 @@ class TestPoisonRecords:
     ) -> None:
         """A version whose vectors exceed Kafka's message size is failed and dead-lettered alone."""
 
-        async def refuse_huge(broker: Any, event: Any, *, topic: str, **kwargs: Any) -> None:
+        async def refuse_huge(broker: Any, event: Any, *, topic: str, **kwargs: Any) -> Any:
             if topic == EMBEDDINGS and event.doc_id == "huge":
                 raise MessageSizeTooLargeError("The message is 9000000 bytes")
-            await publish_event(broker, event, topic=topic, **kwargs)
+            return await publish_event_unconfirmed(broker, event, topic=topic, **kwargs)
 
-        monkeypatch.setattr(ragstream_embedder.handlers, "publish_event", refuse_huge)
+        monkeypatch.setattr(ragstream_embedder.handlers, "publish_event_unconfirmed", refuse_huge)
         embedder = _embedder(FakeModel())
         async with TestKafkaBroker(embedder.broker):
             await embedder.consume_batch(

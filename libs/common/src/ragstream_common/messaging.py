@@ -43,6 +43,7 @@ __all__ = [
     "dead_letter",
     "handle_each",
     "publish_event",
+    "publish_event_unconfirmed",
     "record_header",
     "record_message",
     "valid_events",
@@ -201,15 +202,51 @@ async def publish_event(
         correlation_id: Overrides the id of the message or request being handled.
     """
     metadata = await broker.publish(
-        event,
-        topic=topic,
-        key=key.encode(),
-        correlation_id=correlation_id or current_correlation_id() or event.event_id,
-        headers={"schema-version": str(event.schema_version), "event-type": type(event).__name__},
+        event, topic=topic, **_publish_options(event, key, correlation_id)
     )
     if metrics is not None:
         metrics.events_published.labels(metrics.service, topic).inc()
     return metadata if isinstance(metadata, RecordMetadata) else None
+
+
+async def publish_event_unconfirmed(
+    broker: KafkaBroker,
+    event: Event,
+    *,
+    topic: str,
+    key: str,
+    metrics: ServiceMetrics | None = None,
+    correlation_id: str | None = None,
+) -> asyncio.Future[RecordMetadata] | None:
+    """Queue ``event`` as ``publish_event`` would, without waiting for Kafka's acknowledgement.
+
+    Records queued one after another keep their order on a partition; the caller awaits the
+    returned futures (all at once, say) before it commits what caused them. For a handler that
+    publishes many records, this is one round trip to Kafka instead of one per record. The test
+    broker returns None: there is nothing to wait for.
+
+    Args: as ``publish_event``.
+
+    Raises:
+        MessageSizeTooLargeError: The record can never be sent (raised here, not by the future).
+    """
+    queued = await broker.publish(
+        event, topic=topic, no_confirm=True, **_publish_options(event, key, correlation_id)
+    )
+    if metrics is not None:
+        metrics.events_published.labels(metrics.service, topic).inc()
+    return queued if isinstance(queued, asyncio.Future) else None
+
+
+def _publish_options(event: Event, key: str, correlation_id: str | None) -> dict[str, Any]:
+    return {
+        "key": key.encode(),
+        "correlation_id": correlation_id or current_correlation_id() or event.event_id,
+        "headers": {
+            "schema-version": str(event.schema_version),
+            "event-type": type(event).__name__,
+        },
+    }
 
 
 async def dead_letter(

@@ -24,6 +24,7 @@ from ragstream_common.messaging import (
     consumer_options,
     dead_letter,
     publish_event,
+    publish_event_unconfirmed,
     record_message,
     valid_events,
 )
@@ -165,13 +166,16 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         plan = plan_batch(documents)
         vectors, embedded_count = await vectors_of(plan.texts, model)
 
-        # Published one by one, in record order, so two versions of a document keep their order.
+        # Queued one by one, in record order, so two versions of a document keep their order;
+        # acknowledged all together at the end, so the model waits one round trip, not one per
+        # record, before its next batch.
         events = embedded_events(documents, plan, vectors, model.version)
+        unconfirmed: list[asyncio.Future[Any]] = []
         for item, event in zip(received, events, strict=True):
             correlation_id = item.correlation_id
             bind_correlation_id(correlation_id)
             try:
-                await publish_event(
+                queued = await publish_event_unconfirmed(
                     deps.broker,
                     event,
                     topic=EMBEDDINGS,
@@ -184,9 +188,10 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                 reason = f"{len(event.chunks)} embedded chunks exceed one Kafka message: {error}"
                 await _reject(deps, item.record, failed_status(item.event, reason), correlation_id)
                 continue
+            unconfirmed.extend([queued] if queued is not None else [])
             status = embedded_status(event)
             if status is not None:
-                await publish_event(
+                queued = await publish_event_unconfirmed(
                     deps.broker,
                     status,
                     topic=DOCUMENT_STATUS,
@@ -194,12 +199,15 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                     metrics=deps.metrics,
                     correlation_id=correlation_id,
                 )
+                unconfirmed.extend([queued] if queued is not None else [])
             _log.info(
                 "document_embedded",
                 doc_id=event.doc_id,
                 version=event.version,
                 chunk_count=len(event.chunks),
             )
+        # Before the batch is committed: a record Kafka refused fails the batch, to be redelivered.
+        await asyncio.gather(*unconfirmed)
         _log.debug(
             "batch_embedded",
             records=len(received),
