@@ -2,7 +2,8 @@
 
 The standard library's loggers (FastStream, aiokafka, uvicorn) are routed through the same
 processors, so every line a service prints is one JSON object with the same keys, and every line
-written while a message is handled carries that message's ``correlation_id``.
+written while a message is handled carries that message's ``correlation_id``. Secrets and e-mail
+addresses are masked in every line (``redaction.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from contextvars import ContextVar
 
 import structlog
+
+from ragstream_common.redaction import redact_event
 
 __all__ = ["bind_correlation_id", "configure_logging", "current_correlation_id", "get_logger"]
 
@@ -74,6 +77,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            # Last before rendering, for our lines and the libraries' alike, tracebacks included.
+            redact_event,
             renderer,
         ],
     )
