@@ -10,7 +10,7 @@ rewrites strings wherever they are: e-mail addresses, bearer tokens, provider ke
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 __all__ = ["REDACTED", "redact_event", "redact_text"]
@@ -62,7 +62,9 @@ def _redact_value(name: str, value: Any) -> Any:
     return redact_text(str(value))
 
 
-def redact_event(_logger: object, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> dict[str, Any]:
     """structlog processor: mask secrets and e-mail addresses in every field of the event.
 
     Runs after exceptions are formatted, so tracebacks are masked too.
