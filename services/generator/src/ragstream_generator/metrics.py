@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from ragstream_common.drift import DEFAULT_BASELINE_SIZE, DEFAULT_RECENT_SIZE, MeanDriftDetector
 from ragstream_common.metrics import ServiceMetrics
 
 __all__ = ["GROUNDEDNESS_BUCKETS", "TTFT_BUCKETS", "GeneratorMetrics"]
@@ -20,11 +21,26 @@ class GeneratorMetrics:
     Stage durations (``generate`` for the whole answer, ``llm`` for the router calls) go to the
     shared ``ragstream_stage_duration_seconds`` histogram through ``ServiceMetrics.time_stage``.
 
+    Two drift detectors (``ragstream_common.drift``) watch this replica's answers: the mean
+    groundedness of the last M answers a model wrote (``ragstream_groundedness_recent``) and the
+    share of the last M answers that were the does-not-know answer
+    (``ragstream_unknown_answer_ratio``), each beside the same figure over the replica's first N
+    (``*_baseline``) for alerts on a change. All four are NaN, and
+    ``ragstream_drift_baseline_ready{detector}`` 0, until the detector's baseline is full.
+
     Args:
         base: The service's metrics; the instruments join its registry and naming scheme.
+        drift_baseline_size: Answers in each drift detector's baseline.
+        drift_recent_size: Answers in each drift detector's recent window.
     """
 
-    def __init__(self, base: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        base: ServiceMetrics,
+        *,
+        drift_baseline_size: int = DEFAULT_BASELINE_SIZE,
+        drift_recent_size: int = DEFAULT_RECENT_SIZE,
+    ) -> None:
         self.base = base
         self.service = base.service
         self.answers = base.counter(
@@ -86,6 +102,70 @@ class GeneratorMetrics:
             "Spend store calls that failed (the answer went on unbudgeted), by operation.",
             ["operation"],
         )
+
+        self.groundedness_recent = base.gauge(
+            "groundedness_recent",
+            "Mean groundedness of the last M answers a model wrote on this replica (not cached, "
+            "not does-not-know, not failed); NaN until the baseline is full.",
+        )
+        self.groundedness_baseline = base.gauge(
+            "groundedness_baseline",
+            "Mean groundedness of the first N answers a model wrote on this replica; NaN until "
+            "there are N.",
+        )
+        self.unknown_answer_ratio = base.gauge(
+            "unknown_answer_ratio",
+            "Share of the last M answers on this replica that were the does-not-know answer; "
+            "NaN until the baseline is full.",
+        )
+        self.unknown_answer_ratio_baseline = base.gauge(
+            "unknown_answer_ratio_baseline",
+            "Share of the first N answers on this replica that were the does-not-know answer; "
+            "NaN until there are N.",
+        )
+        self.drift_baseline_ready = base.gauge(
+            "drift_baseline_ready",
+            "1 once a drift detector's baseline is full and frozen (its figures are defined), "
+            "else 0.",
+            ["detector"],
+        )
+        self.watch_drift(drift_baseline_size, drift_recent_size)
+
+    def watch_drift(self, baseline_size: int, recent_size: int) -> None:
+        """Start the drift detectors afresh with these windows: a new baseline fills first.
+
+        Args:
+            baseline_size: Answers in the baseline (the first ones from now, then frozen).
+            recent_size: Answers in the sliding recent window.
+        """
+        self._groundedness = MeanDriftDetector(baseline_size, recent_size)
+        self._unknown_answers = MeanDriftDetector(baseline_size, recent_size)
+        self._publish_drift()
+
+    def observe_answer_quality(self, *, does_not_know: bool, groundedness: float | None) -> None:
+        """Feed one published answer to the drift detectors, in O(1).
+
+        Args:
+            does_not_know: Whether it was the does-not-know answer (nothing relevant retrieved).
+            groundedness: Its groundedness when a model wrote it just now, else None (cached,
+                does-not-know and failed answers say nothing about the model's grounding).
+        """
+        self._unknown_answers.observe(1.0 if does_not_know else 0.0)
+        if groundedness is not None:
+            self._groundedness.observe(groundedness)
+        self._publish_drift()
+
+    def _publish_drift(self) -> None:
+        service = self.service
+        self.groundedness_recent.labels(service).set(self._groundedness.recent_mean)
+        self.groundedness_baseline.labels(service).set(self._groundedness.baseline_mean)
+        self.unknown_answer_ratio.labels(service).set(self._unknown_answers.recent_mean)
+        self.unknown_answer_ratio_baseline.labels(service).set(self._unknown_answers.baseline_mean)
+        for detector, ready in (
+            ("groundedness", self._groundedness.baseline_full),
+            ("unknown_answer_ratio", self._unknown_answers.baseline_full),
+        ):
+            self.drift_baseline_ready.labels(service, detector).set(1 if ready else 0)
 
     def budget_degraded(self, tenant: str) -> None:
         """Count one answer ``tenant``'s exhausted budget kept on the free tier."""

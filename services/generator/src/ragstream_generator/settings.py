@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, FilePath, field_validator, model_validator
 
+from ragstream_common.drift import DEFAULT_BASELINE_SIZE, DEFAULT_RECENT_SIZE
 from ragstream_common.settings import ServiceSettings
 
 __all__ = ["GeneratorSettings", "packaged_router_config"]
@@ -76,6 +77,13 @@ class GeneratorSettings(ServiceSettings):
     tenant_budgets_usd_per_day: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict
     )
+
+    # Quality drift (ragstream_groundedness_recent, ragstream_unknown_answer_ratio): the first
+    # this many answers a replica publishes are its baseline, frozen once full, and the last
+    # drift_recent_answers are compared against it. The alert thresholds in
+    # ragstream_common.drift are chosen for the defaults; smaller windows are noisier.
+    drift_baseline_answers: int = Field(default=DEFAULT_BASELINE_SIZE, ge=2)
+    drift_recent_answers: int = Field(default=DEFAULT_RECENT_SIZE, ge=2)
 
     @property
     def budgets_enabled(self) -> bool:

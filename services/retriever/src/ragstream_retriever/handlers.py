@@ -65,6 +65,11 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     """
     router = KafkaRouter()
     settings = deps.settings
+    # Dependencies builds the metrics before any handler exists; the drift windows follow the
+    # settings from here on.
+    deps.retriever_metrics.watch_drift(
+        settings.drift_baseline_queries, settings.drift_recent_queries
+    )
 
     if settings.index_role:
 
@@ -321,6 +326,10 @@ async def search_embedded(
     deps.retriever_metrics.observe_stage("search", found.search_seconds)
     deps.retriever_metrics.observe_stage("live_lookup", found.lookup_seconds)
     deps.retriever_metrics.retrieved_chunks.labels(deps.metrics.service).observe(len(chunks))
+    # Before min_score and dedup: a query whose best candidate got worse is the signal, whether
+    # or not that candidate still made the cut.
+    top_score = max((hit.score for hit in found.hits), default=0.0)
+    deps.retriever_metrics.observe_query(vector, top_score)
     timings = {
         "embed_query_ms": (embedded - started) * 1000,
         "search_ms": found.search_seconds * 1000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ragstream_common.drift import DEFAULT_BASELINE_SIZE, DEFAULT_RECENT_SIZE
 from ragstream_common.settings import ServiceSettings
 
 __all__ = ["RetrieverSettings"]
@@ -63,3 +64,10 @@ class RetrieverSettings(ServiceSettings):
     search_batch_max_messages: int = Field(default=32, ge=1)
     search_batch_max_wait_ms: int = Field(default=0, ge=0)
     search_group_id: str = "retriever-search"
+
+    # Quality drift (ragstream_query_drift, ragstream_retrieval_score_shift): the first this many
+    # queries a replica searches are its baseline, frozen once full, and the last
+    # drift_recent_queries are compared against it. The alert thresholds in
+    # ragstream_common.drift are chosen for the defaults; smaller windows are noisier.
+    drift_baseline_queries: int = Field(default=DEFAULT_BASELINE_SIZE, ge=2)
+    drift_recent_queries: int = Field(default=DEFAULT_RECENT_SIZE, ge=2)
