@@ -59,6 +59,16 @@ class ServiceMetrics:
         self.events_published = self.counter(
             "events_published_total", "Events this service published, by topic.", ["topic"]
         )
+        # Set by ragstream_common.lag for the consumer groups the service owns (none: no samples).
+        self.consumer_lag = self.gauge(
+            "consumer_lag",
+            "Records not yet committed by a consumer group: end offset minus committed offset.",
+            ["group", "topic", "partition"],
+        )
+        self.lag_refresh_failures = self.counter(
+            "consumer_lag_refresh_failures_total",
+            "Consumer lag refreshes that failed (Kafka unreachable); the gauge keeps its last value.",
+        )
 
     def histogram(
         self,

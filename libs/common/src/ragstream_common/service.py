@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.kafka import KafkaBroker
 
+from ragstream_common.lag import ConsumerLagCollector, run_lag_refresh
 from ragstream_common.logging import configure_logging
 from ragstream_common.metrics import ServiceMetrics, metrics_asgi_app
 from ragstream_common.settings import ServiceSettings
+from ragstream_common.tracing import configure_tracing
 
 __all__ = ["serve", "worker_app"]
 
 
 def worker_app(
-    broker: KafkaBroker, metrics: ServiceMetrics, *, lifespan: Any = None
+    broker: KafkaBroker,
+    metrics: ServiceMetrics,
+    *,
+    lifespan: Any = None,
+    settings: ServiceSettings | None = None,
+    lag_groups: Sequence[str] = (),
 ) -> AsgiFastStream:
     """Wrap ``broker`` in an ASGI app exposing ``/metrics`` and ``/healthz``.
 
@@ -24,8 +34,11 @@ def worker_app(
         broker: The service's broker, with its routers included.
         metrics: The service's metrics; its registry is served at ``/metrics``.
         lifespan: An async context manager factory that builds and closes the service's clients.
+        settings: Where Kafka is and how often to read the lag; required with ``lag_groups``.
+        lag_groups: The consumer groups the service owns, whose lag it exports as
+            ``ragstream_consumer_lag`` every ``settings.lag_refresh_s``.
     """
-    return AsgiFastStream(
+    app = AsgiFastStream(
         broker,
         asgi_routes=[
             ("/metrics", metrics_asgi_app(metrics.registry)),
@@ -34,16 +47,48 @@ def worker_app(
         ],
         lifespan=lifespan,
     )
+    if lag_groups:
+        if settings is None:
+            raise ValueError("lag_groups needs the settings: where Kafka is, how often to read")
+        _export_lag(
+            app,
+            ConsumerLagCollector(settings.kafka_bootstrap, lag_groups, metrics),
+            settings.lag_refresh_s,
+        )
+    return app
+
+
+def _export_lag(app: AsgiFastStream, collector: ConsumerLagCollector, interval_s: float) -> None:
+    """Run the lag refresh while the app serves.
+
+    Startup and shutdown hooks rather than the lifespan: tests that enter only the lifespan (with
+    the in-memory test broker) then never reach for a real Kafka.
+    """
+    task: asyncio.Task[None] | None = None
+
+    async def start() -> None:
+        nonlocal task
+        task = asyncio.create_task(run_lag_refresh(collector, interval_s), name="consumer-lag")
+
+    async def stop() -> None:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.after_startup(start)
+    app.on_shutdown(stop)
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:
-    """Configure logging and serve ``app`` with uvicorn on the settings' host and port.
+    """Set up logging and tracing, then serve ``app`` with uvicorn on the settings' host and port.
 
     Args:
         app: An ASGI application.
         settings: The service's settings (name, host, port, log format).
     """
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    configure_tracing(settings)
     uvicorn.run(
         app,
         host=settings.http_host,

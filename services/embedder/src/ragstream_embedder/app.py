@@ -19,7 +19,12 @@ from ragstream_common.service import worker_app
 from ragstream_embedder.adapters.cache import RedisEmbeddingCache, redacted_url
 from ragstream_embedder.adapters.model import load_model
 from ragstream_embedder.cache import EmbeddingCache
-from ragstream_embedder.handlers import Dependencies, EmbeddingModelPort, build_router
+from ragstream_embedder.handlers import (
+    CONSUMER_GROUP,
+    Dependencies,
+    EmbeddingModelPort,
+    build_router,
+)
 from ragstream_embedder.settings import EmbedderSettings
 
 __all__ = ["create_app"]
@@ -73,4 +78,6 @@ def create_app(
                 deps.cache = None
                 await redis_cache.aclose()
 
-    return worker_app(broker, metrics, lifespan=lifespan)
+    return worker_app(
+        broker, metrics, lifespan=lifespan, settings=settings, lag_groups=[CONSUMER_GROUP]
+    )

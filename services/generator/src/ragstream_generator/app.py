@@ -16,7 +16,7 @@ from ragstream_common.service import worker_app
 from ragstream_generator.budget import SpendStore
 from ragstream_generator.cache import AnswerCache
 from ragstream_generator.dependencies import Dependencies
-from ragstream_generator.handlers import build_router
+from ragstream_generator.handlers import GROUP, build_router
 from ragstream_generator.ports import AnswerModel
 from ragstream_generator.prompts import load_prompt
 from ragstream_generator.settings import GeneratorSettings
@@ -89,7 +89,7 @@ def create_app(
             _log.info("generator_ready", model_group=settings.model_group)
             yield
 
-    return worker_app(broker, metrics, lifespan=lifespan)
+    return worker_app(broker, metrics, lifespan=lifespan, settings=settings, lag_groups=[GROUP])
 
 
 async def _build_router_model(settings: GeneratorSettings, stack: AsyncExitStack) -> AnswerModel:

@@ -51,4 +51,4 @@ def create_app(
         settings=settings, metrics=metrics, broker=broker, token_counter=token_counter
     )
     broker.include_router(build_router(deps))
-    return worker_app(broker, metrics)
+    return worker_app(broker, metrics, settings=settings, lag_groups=[settings.consumer_group])

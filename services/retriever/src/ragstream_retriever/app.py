@@ -58,7 +58,16 @@ def create_app(
             )
             yield
 
-    return worker_app(broker, metrics, lifespan=lifespan)
+    # Each role's group, when the role runs here: they scale on their own lag.
+    lag_groups = [
+        group
+        for group, enabled in (
+            (settings.index_group_id, settings.index_role),
+            (settings.search_group_id, settings.search_role),
+        )
+        if enabled
+    ]
+    return worker_app(broker, metrics, lifespan=lifespan, settings=settings, lag_groups=lag_groups)
 
 
 async def _connect_weaviate(settings: RetrieverSettings, stack: AsyncExitStack) -> ChunkIndex:

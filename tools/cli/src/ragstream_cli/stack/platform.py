@@ -18,6 +18,7 @@ from ragstream_cli.stack.kafka import ensure_kafka, stop_kafka
 from ragstream_cli.stack.paths import component_dir
 from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
+from ragstream_cli.stack.prometheus import ensure_prometheus, stop_prometheus
 from ragstream_cli.stack.redis import ensure_redis, redis_url, stop_redis
 from ragstream_cli.stack.weaviate import ensure_weaviate, stop_weaviate
 from ragstream_common.admin import ensure_topics
@@ -146,11 +147,12 @@ def _start_services(
     return {spec.name: spec.url for spec in specs}
 
 
-def ensure_platform(reporter: Reporter | None = None) -> Platform:
+def ensure_platform(reporter: Reporter | None = None, *, with_prometheus: bool = False) -> Platform:
     """Install and start whatever is missing, reuse what runs, and return where it all listens.
 
     Args:
         reporter: Progress output; a default one when None.
+        with_prometheus: Also run a local Prometheus scraping the services (on 127.0.0.1:9090).
     """
     reporter = reporter or Reporter()
     kafka = ensure_kafka(reporter)
@@ -161,6 +163,8 @@ def ensure_platform(reporter: Reporter | None = None) -> Platform:
     if created:
         reporter.info(f"created {len(created)} topics")
     urls = _start_services(SERVICES, kafka.endpoint, reporter)
+    if with_prometheus:
+        ensure_prometheus(reporter)
     return Platform(
         kafka_bootstrap=kafka.endpoint,
         weaviate_url=weaviate.endpoint,
@@ -191,7 +195,7 @@ def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = Tr
 
     Args:
         reporter: Progress output.
-        infrastructure: Also stop Redis, Weaviate and Kafka.
+        infrastructure: Also stop Prometheus (if started), Redis, Weaviate and Kafka.
     """
     reporter = reporter or Reporter()
     state = component_dir("services")
@@ -203,6 +207,7 @@ def stop_platform(reporter: Reporter | None = None, *, infrastructure: bool = Tr
         if process.stop():
             reporter.info(f"stopped {name}")
     if infrastructure:
+        stop_prometheus(reporter)
         stop_redis(reporter)
         stop_weaviate(reporter)
         stop_kafka(reporter)
