@@ -2,8 +2,9 @@
 
 The standard library's loggers (FastStream, aiokafka, uvicorn) are routed through the same
 processors, so every line a service prints is one JSON object with the same keys, and every line
-written while a message is handled carries that message's ``correlation_id``. Secrets and e-mail
-addresses are masked in every line (``redaction.py``).
+written while a message is handled carries that message's ``correlation_id``, and every line
+written inside a span its ``trace_id`` and ``span_id``. Secrets and e-mail addresses are masked in
+every line (``redaction.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import sys
 from contextvars import ContextVar
 
 import structlog
+from opentelemetry import trace
 
 from ragstream_common.redaction import redact_event
 
-__all__ = ["bind_correlation_id", "configure_logging", "current_correlation_id", "get_logger"]
+__all__ = [
+    "add_trace_ids",
+    "bind_correlation_id",
+    "configure_logging",
+    "current_correlation_id",
+    "get_logger",
+]
 
 _correlation_id: ContextVar[str | None] = ContextVar("ragstream_correlation_id", default=None)
 
@@ -51,6 +59,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     use_json = (not sys.stdout.isatty()) if json is None else json
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -96,6 +105,21 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # Clients log every HTTP request at INFO (Weaviate's REST calls, LiteLLM's); not worth a line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def add_trace_ids(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A structlog processor: stamp the current span's ``trace_id`` and ``span_id`` on the line.
+
+    Outside any span (or with tracing not configured) the line is left as it is; keys the line
+    already has are kept.
+    """
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(span_context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(span_context.span_id))
+    return event_dict
 
 
 def _stamp_service(service: str) -> structlog.types.Processor:

@@ -12,7 +12,9 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,9 +23,12 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker, KafkaRouter, Topic
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from pydantic import ValidationError
 
 from ragstream_common.events import DeadLetter, Event
@@ -31,6 +36,13 @@ from ragstream_common.logging import bind_correlation_id, current_correlation_id
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import MAX_MESSAGE_BYTES, dlq_name
+from ragstream_common.tracing import (
+    child_span,
+    current_trace_id,
+    new_trace,
+    remote_parent,
+    trace_id_of,
+)
 
 __all__ = [
     "IDLE_POLL_MS",
@@ -148,7 +160,11 @@ async def _collect_batch(
 
 
 def create_broker(settings: ServiceSettings, metrics: ServiceMetrics) -> KafkaBroker:
-    """Build the service's broker with correlation, metrics and dead-letter middlewares.
+    """Build the service's broker with tracing, correlation, metrics and dead-letter middlewares.
+
+    Tracing is FastStream's OpenTelemetry middleware: it writes the current trace into every
+    message's ``traceparent`` header and continues that trace around each handler. It uses the
+    process's tracer provider, which ``tracing.configure_tracing`` may install after this call.
 
     Args:
         settings: Where Kafka is and how to tune the producer.
@@ -168,7 +184,11 @@ def create_broker(settings: ServiceSettings, metrics: ServiceMetrics) -> KafkaBr
         # FastStream logs every message received and processed; at our volumes (every gateway
         # replica reads every answer) that belongs at DEBUG, our handlers log what matters.
         log_level=logging.DEBUG,
+        # The first is the outermost: the correlation id, the logs and the dead letters of a
+        # message all sit inside its trace.
         middlewares=(
+            # Metrics stay with Prometheus (next): no OpenTelemetry meter is configured.
+            KafkaTelemetryMiddleware(include_messages_counters=False),
             _CorrelationMiddleware,
             KafkaPrometheusMiddleware(registry=metrics.registry, app_name=settings.service_name),
             dead_letters,
@@ -187,6 +207,7 @@ async def publish_event(
     key: str,
     metrics: ServiceMetrics | None = None,
     correlation_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> RecordMetadata | None:
     """Publish ``event`` as JSON, keyed, carrying the current correlation id in its headers.
 
@@ -200,10 +221,12 @@ async def publish_event(
         key: The partitioning key (a document id, a query id, a reply route).
         metrics: Counts the publication when given.
         correlation_id: Overrides the id of the message or request being handled.
+        headers: More headers, for readers that route or count records without parsing them.
     """
-    metadata = await broker.publish(
-        event, topic=topic, **_publish_options(event, key, correlation_id)
-    )
+    with _publication_trace(event, topic, correlation_id or current_correlation_id()) as chosen:
+        metadata = await broker.publish(
+            event, topic=topic, **_publish_options(event, key, chosen, headers)
+        )
     if metrics is not None:
         metrics.events_published.labels(metrics.service, topic).inc()
     return metadata if isinstance(metadata, RecordMetadata) else None
@@ -230,19 +253,55 @@ async def publish_event_unconfirmed(
     Raises:
         MessageSizeTooLargeError: The record can never be sent (raised here, not by the future).
     """
-    queued = await broker.publish(
-        event, topic=topic, no_confirm=True, **_publish_options(event, key, correlation_id)
-    )
+    with _publication_trace(event, topic, correlation_id or current_correlation_id()) as chosen:
+        queued = await broker.publish(
+            event, topic=topic, no_confirm=True, **_publish_options(event, key, chosen)
+        )
     if metrics is not None:
         metrics.events_published.labels(metrics.service, topic).inc()
     return queued if isinstance(queued, asyncio.Future) else None
 
 
-def _publish_options(event: Event, key: str, correlation_id: str | None) -> dict[str, Any]:
+# The span context each record of the batch being handled came with, by its correlation id; set
+# by ``valid_events`` for ``_publication_trace``.
+_batch_parents: ContextVar[Mapping[str, SpanContext]] = ContextVar("ragstream_batch_parents")
+
+
+@contextmanager
+def _publication_trace(event: Event, topic: str, correlation_id: str | None) -> Iterator[str]:
+    """Yield the correlation id to publish ``event`` with, inside the trace that id names.
+
+    FastStream writes the current trace into the message's ``traceparent``; this makes it the
+    trace whose id is the message's correlation id, so the two stay one id on every hop:
+
+    - a batch handler publishing for one of its records, under the batch's own trace, publishes
+      in that record's trace instead (the record's correlation id names it);
+    - a message published outside any trace starts one, and its correlation id is that trace's;
+    - otherwise the current trace's id, unless the caller chose an id (a client's own).
+    """
+    parent = _batch_parents.get({}).get(correlation_id) if correlation_id else None
+    if correlation_id is not None and parent is not None:
+        if trace_id_of(parent) == current_trace_id():
+            yield correlation_id
+            return
+        with trace.use_span(NonRecordingSpan(parent)):
+            yield correlation_id
+    elif current_trace_id() is None:
+        with new_trace(f"{topic} send", kind=SpanKind.PRODUCER):
+            # No trace id when tracing is not configured: the event's own id correlates.
+            yield correlation_id or current_trace_id() or event.event_id
+    else:
+        yield correlation_id or current_trace_id() or event.event_id
+
+
+def _publish_options(
+    event: Event, key: str, correlation_id: str, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "key": key.encode(),
-        "correlation_id": correlation_id or current_correlation_id() or event.event_id,
+        "correlation_id": correlation_id,
         "headers": {
+            **(headers or {}),
             "schema-version": str(event.schema_version),
             "event-type": type(event).__name__,
         },
@@ -347,11 +406,13 @@ class _DeadLetterMiddlewareFactory:
 
 @dataclass(frozen=True)
 class Received(Generic[EventT]):
-    """One valid event of a batch, with the record it came in and that record's correlation id."""
+    """One valid event of a batch, with its record, correlation id and the span it was sent in."""
 
     event: EventT
     record: ConsumerRecord[Any, Any]
     correlation_id: str | None
+    # From the record's traceparent: the trace the work for this event belongs to.
+    parent: SpanContext | None = None
 
 
 def batch_records(message: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]:
@@ -398,8 +459,20 @@ async def valid_events(
         broker: Publishes the dead letters.
         metrics: Counts them.
     """
+    records = batch_records(message)
+    correlation_ids = [record_header(record, "correlation_id") for record in records]
+    parents = [remote_parent(_decoded_headers(record)) for record in records]
+    # What the handler then publishes for a record joins that record's trace, whether it goes
+    # through handle_each or not (see _publication_trace); dead letters too.
+    _batch_parents.set(
+        {
+            correlation_id: parent
+            for correlation_id, parent in zip(correlation_ids, parents, strict=True)
+            if correlation_id is not None and parent is not None
+        }
+    )
     received: list[Received[EventT]] = []
-    for record in batch_records(message):
+    for record, correlation_id, parent in zip(records, correlation_ids, parents, strict=True):
         try:
             event = event_type.model_validate_json(record.value or b"")
         except _POISON as error:
@@ -407,8 +480,12 @@ async def valid_events(
                 broker, record_message(record), error, service=metrics.service, metrics=metrics
             )
             continue
-        received.append(Received(event, record, record_header(record, "correlation_id")))
+        received.append(Received(event, record, correlation_id, parent))
     return received
+
+
+def _decoded_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    return {name: bytes(value).decode(errors="replace") for name, value in record.headers or ()}
 
 
 async def handle_each(
@@ -433,14 +510,20 @@ async def handle_each(
     """
 
     async def handle_one(item: Received[EventT]) -> None:
-        # Each runs in a task of its own, so the binding stays with this event's work.
-        bind_correlation_id(item.correlation_id)
-        try:
-            await handle(item.event)
-        except _POISON as error:
-            await dead_letter(
-                broker, record_message(item.record), error, service=metrics.service, metrics=metrics
-            )
+        # Each runs in a task of its own, so the binding and the span stay with this event's
+        # work: a span in the event's own trace, not the batch's.
+        with child_span(f"{item.record.topic} handle", item.parent, kind=SpanKind.CONSUMER):
+            bind_correlation_id(item.correlation_id)
+            try:
+                await handle(item.event)
+            except _POISON as error:
+                await dead_letter(
+                    broker,
+                    record_message(item.record),
+                    error,
+                    service=metrics.service,
+                    metrics=metrics,
+                )
 
     outcomes = await asyncio.gather(*(handle_one(item) for item in batch), return_exceptions=True)
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]

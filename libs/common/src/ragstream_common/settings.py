@@ -6,6 +6,8 @@ Nothing else in the codebase reads ``os.environ``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,7 +15,7 @@ __all__ = ["ServiceSettings"]
 
 
 class ServiceSettings(BaseSettings):
-    """Broker, HTTP and logging settings common to all services."""
+    """Broker, HTTP, logging and tracing settings common to all services."""
 
     model_config = SettingsConfigDict(env_prefix="RAGSTREAM_", extra="ignore", frozen=True)
 
@@ -24,6 +26,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # None: JSON when stdout is not a terminal, a readable console format when it is.
     log_json: bool | None = None
+    # Where spans go: an OTLP/HTTP collector's base URL (http://collector:4318) or its full traces
+    # URL. None exports nothing, but spans are still made, so trace ids exist, travel in the
+    # Kafka headers and stamp the logs (see ragstream_common.tracing).
+    otlp_endpoint: str | None = None
+    # The one protocol the installed exporter speaks; gRPC would need another exporter package.
+    otlp_protocol: Literal["http/protobuf"] = "http/protobuf"
+    # The share of traces recorded, decided once where a trace starts and followed downstream.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     # The broker answers a waiting fetch as soon as a record arrives, so a long wait costs no
     # latency; a short one only makes idle consumers poll. Measured here (bench/spine.py, same
     # stack): 10 ms kept 2 cores 39% busy at idle and slowed queries (median 105-112 ms); 500 ms
@@ -31,3 +41,6 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_linger_ms: int = Field(default=0, ge=0)
     kafka_max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # How often a worker reads its consumer groups' lag into ragstream_consumer_lag: two small
+    # admin requests per refresh, and fresher than a Prometheus scrape interval needs.
+    lag_refresh_s: float = Field(default=10.0, gt=0)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,7 @@ from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import create_broker
 from ragstream_common.metrics import metrics_asgi_app
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
+from ragstream_common.tracing import new_trace, trace_id_of
 from ragstream_gateway.adapters.kafka_positions import fix_positions
 from ragstream_gateway.api import Gateway, install_error_handlers, router
 from ragstream_gateway.domain import accept_correlation_id
@@ -41,8 +43,9 @@ _ENVELOPE_BYTES = 64 * 1024
 
 _DESCRIPTION = """\
 The public API of ragstream: send documents in, follow their indexing, and ask questions that are
-answered from them with citations. Every response carries `X-Request-ID`; send one (or
-`X-Correlation-ID`) to have it used in the platform's logs and messages.
+answered from them with citations. Every response carries `X-Request-ID`: the id of the request's
+trace, which is also a query's `query_id`; send one (or `X-Correlation-ID`) to have yours used in
+the platform's logs and messages instead, next to the trace id.
 """
 
 
@@ -56,7 +59,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics = GatewayMetrics(settings.service_name)
     broker = create_broker(settings, metrics.service)
     gateway = Gateway(settings=settings, broker=broker, metrics=metrics)
-    consumers = build_consumers(settings, broker, gateway.replies, gateway.statuses, metrics)
+    consumers = build_consumers(
+        settings, broker, gateway.replies, gateway.statuses, metrics, gateway.answers
+    )
     broker.include_router(consumers.router)
 
     @asynccontextmanager
@@ -85,6 +90,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # The request's server span is _RequestContextMiddleware's: FastAPI's own would follow a
+        # client's traceparent, and here the trace id is ours to hand out (a query's id).
+        telemetry={"tracing": False},
     )
     app.state.gateway = gateway
     app.include_router(router)
@@ -125,8 +133,17 @@ class _AsgiEndpoint:
         await self.app(scope, receive, send)
 
 
+# Requests under this prefix are traced; probes and scrapes, every few seconds, are not worth one.
+_TRACED_PREFIX = "/v1/"
+
+
 class _RequestContextMiddleware:
-    """Per request: correlation id (bound, echoed), latency by route, and a body size cap.
+    """Per request: a trace, a correlation id (bound, echoed), latency by route, a body size cap.
+
+    Every API request starts a trace of its own (a server span); its id is the request's
+    correlation id, unless the client sent an id: that one is honoured, as it always was, and
+    the logs carry both (``correlation_id`` and ``trace_id``). A client's ``traceparent`` is not
+    followed: at the public edge the trace id is an id we hand out (a query's id), not theirs.
 
     Args:
         app: The application to wrap.
@@ -143,6 +160,10 @@ class _RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        with _request_span(scope) as span:
+            await self._handle(scope, receive, send, span)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, span: Span) -> None:
         headers = Headers(scope=scope)
         client_id = accept_correlation_id(
             headers.get("x-request-id") or headers.get("x-correlation-id")
@@ -150,7 +171,12 @@ class _RequestContextMiddleware:
         # scope["state"] is request.state: a route may replace the id (queries use theirs).
         state = scope.setdefault("state", {})
         state["client_correlation_id"] = client_id
-        state["correlation_id"] = client_id or uuid.uuid4().hex
+        # None outside /v1, or with tracing not configured (tests that do not set it up).
+        state["trace_id"] = trace_id_of(span.get_span_context())
+        state["correlation_id"] = client_id or state["trace_id"] or uuid.uuid4().hex
+        if client_id is not None:
+            # The way from the client's id to the trace, in the tracing backend.
+            span.set_attribute("ragstream.client_correlation_id", client_id)
         bind_correlation_id(state["correlation_id"])
         started = time.perf_counter()
         status_code = 500
@@ -179,4 +205,26 @@ class _RequestContextMiddleware:
             self.metrics.request_seconds.labels(
                 self.metrics.name, scope["method"], route, str(status_code)
             ).observe(time.perf_counter() - started)
+            _describe_request_span(span, scope["method"], route, status_code)
             bind_correlation_id(None)
+
+
+@contextmanager
+def _request_span(scope: Scope) -> Iterator[Span]:
+    """Start the trace of an API request (a server span), or yield no span for other paths."""
+    if not scope["path"].startswith(_TRACED_PREFIX):
+        yield INVALID_SPAN
+        return
+    attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
+    # Named by method alone until routing has found the route (semantic conventions).
+    with new_trace(scope["method"], kind=SpanKind.SERVER, attributes=attributes) as span:
+        yield span
+
+
+def _describe_request_span(span: Span, method: str, route: str, status_code: int) -> None:
+    """Name the request's span after its route and record the response's status."""
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status_code)
+    if status_code >= 500:
+        span.set_status(StatusCode.ERROR)

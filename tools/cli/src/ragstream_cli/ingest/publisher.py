@@ -4,6 +4,9 @@ Publishing uses the platform's own broker and ``publish_event``, so the records 
 the gateway would have sent. Each acknowledgement carries the record's offset, hence the version
 the ingestor gives it. With ``wait``, a group-less consumer of ``document-status`` is positioned at
 the end of every partition *before* the first publish, so no status of ours can slip past it.
+
+Each document starts a trace of its own, as a gateway request does: its id is the correlation id
+of the document's records, here and in every service downstream.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from ragstream_cli.ingest.display import Counters, DisplayMode, ProgressDisplay
 from ragstream_cli.ingest.sources import Plan, PreparedDocument, Problem, load_documents
 from ragstream_cli.ingest.watch import DocKey, IndexWatch, Outcome, document_version
-from ragstream_common.events import DocumentStatus
+from ragstream_common.events import DocumentStatus, DocumentUpserted
 from ragstream_common.messaging import create_broker, publish_event
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS
+from ragstream_common.tracing import configure_tracing, new_trace, trace_id_of
 
 __all__ = ["PUBLISH_WINDOW", "IngestError", "IngestOptions", "IngestReport", "IngestRun", "ingest"]
 
@@ -223,18 +229,7 @@ class IngestRun:
         async def publish(document: PreparedDocument, key: DocKey) -> None:
             event = document.event
             try:
-                stored = await publish_event(broker, event, topic=DOCUMENTS, key=event.doc_id)
-                # Announced like the gateway announces an upload, so that the status view shows
-                # when the document was received whichever way it came in.
-                received = DocumentStatus(
-                    doc_id=event.doc_id,
-                    tenant=event.tenant,
-                    stage="received",
-                    version=document_version(stored.offset) if stored else None,
-                    occurred_at=event.occurred_at,
-                    published_at=event.published_at,
-                )
-                await publish_event(broker, received, topic=DOCUMENT_STATUS, key=event.doc_id)
+                stored = await _publish_traced(broker, event)
             except MessageSizeTooLargeError as error:
                 self.watch.withdraw(key)
                 self.report.invalid.append(Problem(document.origin, f"too large: {error}"))
@@ -309,6 +304,38 @@ class IngestRun:
             self.report.timed_out = [self.watch.origin(key) for key in self.watch.pending]
 
 
+async def _publish_traced(broker: KafkaBroker, event: DocumentUpserted) -> RecordMetadata | None:
+    """Publish a document and its "received" status in a new trace, the document's own.
+
+    Returns where Kafka stored the document (None under the in-memory test broker).
+    """
+    attributes = {"ragstream.doc_id": event.doc_id, "ragstream.tenant": event.tenant}
+    with new_trace("ingest document", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        # None when tracing is not configured: publish_event then correlates by the event.
+        correlation_id = trace_id_of(span.get_span_context())
+        stored = await publish_event(
+            broker, event, topic=DOCUMENTS, key=event.doc_id, correlation_id=correlation_id
+        )
+        # Announced like the gateway announces an upload, so that the status view shows when
+        # the document was received whichever way it came in.
+        received = DocumentStatus(
+            doc_id=event.doc_id,
+            tenant=event.tenant,
+            stage="received",
+            version=document_version(stored.offset) if stored else None,
+            occurred_at=event.occurred_at,
+            published_at=event.published_at,
+        )
+        await publish_event(
+            broker,
+            received,
+            topic=DOCUMENT_STATUS,
+            key=event.doc_id,
+            correlation_id=correlation_id,
+        )
+    return stored
+
+
 def _settings(kafka: str | None) -> ServiceSettings:
     # An explicit --kafka wins; otherwise RAGSTREAM_KAFKA_BOOTSTRAP or the default, as for
     # every service.
@@ -330,6 +357,8 @@ async def ingest(plan: Plan, options: IngestOptions, display_mode: DisplayMode) 
     counters = Counters(total=plan.document_count())
     report = IngestReport(counters=counters, wait=options.wait, skipped=list(plan.skipped))
     settings = _settings(options.kafka)
+    # The ragstream process's one call (RAGSTREAM_OTLP_ENDPOINT exports the documents' traces).
+    configure_tracing(settings)
     display = ProgressDisplay(counters, mode=display_mode, wait=options.wait)
     run = IngestRun(report, display)
     feed = _StatusFeed(settings.kafka_bootstrap, settings.kafka_fetch_max_wait_ms)
