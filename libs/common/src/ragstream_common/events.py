@@ -29,6 +29,7 @@ __all__ = [
     "DocumentStatus",
     "DocumentUpserted",
     "EmbeddedChunk",
+    "FeedbackGiven",
     "QueryFilters",
     "QueryRequested",
     "RetrievedChunk",
@@ -279,6 +280,22 @@ class AnswerDelta(Event):
     reply_to: str
     seq: int = Field(ge=0)
     delta: str
+
+
+# --- feedback -----------------------------------------------------------------------------------
+
+
+class FeedbackGiven(Event):
+    """A user's rating of one answer, with the model and prompt version that wrote it."""
+
+    query_id: str
+    tenant: str = DEFAULT_TENANT
+    # 1 (useless) to 5 (exactly right); a thumbs-down/up client sends 1 or 5.
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = None
+    model: str
+    prompt_version: str | None = None
+    given_at: datetime = Field(default_factory=utc_now)
 
 
 # --- <topic>.dlq ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ __all__ = [
     "DOCUMENTS",
     "DOCUMENT_STATUS",
     "EMBEDDINGS",
+    "FEEDBACK",
     "MAX_MESSAGE_BYTES",
     "QUERIES",
     "TOPICS",
@@ -30,6 +31,7 @@ QUERIES = "queries"
 CONTEXTS = "contexts"
 ANSWERS = "answers"
 DOCUMENT_STATUS = "document-status"
+FEEDBACK = "feedback"
 
 _HOUR_MS = 60 * 60 * 1000
 _DAY_MS = 24 * _HOUR_MS
@@ -73,6 +75,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ANSWERS, partitions=6, config={"retention.ms": str(_HOUR_MS)}),
     # Latest stage per document, read whole by every gateway replica to answer status requests.
     TopicSpec(DOCUMENT_STATUS, partitions=3, config=_COMPACTED),
+    # Users' ratings of answers, kept for offline evaluation; no service consumes them yet.
+    TopicSpec(FEEDBACK, partitions=3, config={"retention.ms": str(90 * _DAY_MS)}, consumed=False),
 )
 
 _DLQ_CONFIG = {"retention.ms": str(30 * _DAY_MS)} | _LARGE

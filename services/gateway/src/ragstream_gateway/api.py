@@ -30,7 +30,7 @@ from ragstream_common.events import (
 )
 from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import publish_event
-from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS, QUERIES
+from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS, FEEDBACK, QUERIES
 from ragstream_gateway.adapters.kafka_positions import StatusCatchUp
 from ragstream_gateway.domain import (
     DEFAULT_TENANT,
@@ -52,6 +52,7 @@ from ragstream_gateway.domain import (
     status_url,
     upload_version,
 )
+from ragstream_gateway.feedback import AnswerLedger, FeedbackAccepted, FeedbackIn, feedback_event
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
 
@@ -95,6 +96,8 @@ class Gateway:
     replies: PendingReplies = field(default_factory=PendingReplies)
     statuses: StatusBook = field(default_factory=StatusBook)
     status_catch_up: StatusCatchUp = field(default_factory=StatusCatchUp)
+    # Who wrote each recent answer (every replica's), for feedback.
+    answers: AnswerLedger = field(default_factory=AnswerLedger)
     # Set once the reply consumer's positions are fixed (see app.py's lifespan).
     ready: bool = False
 
@@ -307,8 +310,9 @@ async def query(
     settings = gateway.settings
     if not gateway.ready:
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, "the gateway is starting; retry")
-    query_id = uuid.uuid4().hex
-    # The client's id when it sent one, so its traces join ours; else the query id.
+    # The request's trace id (app.py's middleware) is the query's id: one id names the query,
+    # its trace and, unless the client sent its own, its correlation id.
+    query_id = request.state.trace_id or uuid.uuid4().hex
     correlation_id = request.state.client_correlation_id or query_id
     request.state.correlation_id = correlation_id
     bind_correlation_id(correlation_id)
@@ -360,6 +364,56 @@ async def query(
     total_ms = (time.perf_counter() - started) * 1000
     _log.info("query_answered", query_id=query_id, total_ms=round(total_ms, 1))
     return answer_to_response(answer, gateway_total_ms=total_ms)
+
+
+@router.post(
+    "/feedback",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=FeedbackAccepted,
+    responses={
+        404: {"model": ErrorBody, "description": "No recent answer has this query id."},
+        **_ERRORS,
+    },
+    tags=["queries"],
+    summary="Rate an answer",
+)
+async def give_feedback(
+    body: FeedbackIn, request: Request, gateway: GatewayDep
+) -> FeedbackAccepted:
+    """Record a user's rating (1..5, and an optional comment) of the answer to ``query_id``.
+
+    It is counted against the model and prompt version that wrote the answer
+    (``ragstream_feedback_rating``) and kept on the ``feedback`` topic for offline evaluation.
+    Any gateway replica accepts feedback on any answer of the last 24 hours.
+    """
+    answered_by = gateway.answers.lookup(body.query_id)
+    if answered_by is None:
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND,
+            f"no answer to query {body.query_id!r} in the last 24 hours",
+            query_id=body.query_id,
+        )
+    event = feedback_event(body, answered_by)
+    await gateway.publish(
+        event,
+        topic=FEEDBACK,
+        key=body.query_id,
+        correlation_id=_correlation_id(request),
+        max_wait_s=gateway.settings.publish_timeout_s,
+    )
+    gateway.metrics.feedback(event.model, event.prompt_version, event.rating)
+    # The comment is the user's own words: kept on the topic, not copied into the logs.
+    _log.info(
+        "feedback_given",
+        query_id=body.query_id,
+        rating=body.rating,
+        model=event.model,
+        prompt_version=event.prompt_version,
+        with_comment=body.comment is not None,
+    )
+    return FeedbackAccepted(
+        query_id=body.query_id, model=event.model, prompt_version=event.prompt_version
+    )
 
 
 async def _stream_query(

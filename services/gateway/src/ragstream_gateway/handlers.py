@@ -15,7 +15,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter, Topic
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
-from ragstream_common.events import AnswerCompleted, AnswerDelta, DocumentStatus
+from ragstream_common.events import DEFAULT_TENANT, AnswerCompleted, AnswerDelta, DocumentStatus
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
     batch_records,
@@ -26,6 +26,7 @@ from ragstream_common.messaging import (
 )
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
 from ragstream_gateway.domain import PendingReplies, StatusBook
+from ragstream_gateway.feedback import AnsweredBy, AnswerLedger
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
 
@@ -54,6 +55,7 @@ def build_consumers(
     replies: PendingReplies,
     statuses: StatusBook,
     metrics: GatewayMetrics,
+    ledger: AnswerLedger,
 ) -> GatewayConsumers:
     """Build the subscribers that feed ``replies`` and ``statuses`` from Kafka.
 
@@ -63,6 +65,7 @@ def build_consumers(
         replies: The queries this replica waits on.
         statuses: The document status view to keep current.
         metrics: Counts what the consumers see.
+        ledger: Who wrote each answer, for feedback.
     """
     router = KafkaRouter()
     reply_route = settings.instance_id.encode()
@@ -91,7 +94,7 @@ def build_consumers(
         """Resolve the pending requests answers (or deltas) belong to; ignore everyone else's."""
         for record in batch_records(message):
             try:
-                take_answer(record, reply_route, settings.instance_id, replies, metrics)
+                take_answer(record, reply_route, settings.instance_id, replies, metrics, ledger)
             except ValidationError as error:
                 # Only the replica the answer was keyed to gets this far: one dead letter.
                 await dead_letter(
@@ -132,6 +135,7 @@ def take_answer(
     instance_id: str,
     replies: PendingReplies,
     metrics: GatewayMetrics,
+    ledger: AnswerLedger,
 ) -> None:
     """Hand one ``answers`` record to the request waiting for it, if this replica holds it.
 
@@ -141,10 +145,12 @@ def take_answer(
         instance_id: This replica's id, which answers name in ``reply_to``.
         replies: The requests this replica waits on.
         metrics: Counts what became of the record.
+        ledger: Notes who wrote every answer, this replica's or not, for feedback.
 
     Raises:
         ValidationError: The record is neither an answer nor a delta.
     """
+    note_author(record, ledger)
     # Answers are keyed by reply route: another replica's answer is dropped on its key, before
     # the body is parsed.
     if record.key and record.key != reply_route:
@@ -170,6 +176,23 @@ def take_answer(
     else:
         metrics.answer_seen("late")
         _log.info("answer_without_pending_request", query_id=answer.query_id)
+
+
+def note_author(record: ConsumerRecord[bytes, bytes], ledger: AnswerLedger) -> None:
+    """Note which model and prompt wrote an answer, from its headers (the generator sets them)."""
+    if record_header(record, "event-type") != AnswerCompleted.__name__:
+        return
+    query_id, model = record_header(record, "query-id"), record_header(record, "model")
+    if not query_id or not model:
+        return
+    ledger.remember(
+        query_id,
+        AnsweredBy(
+            tenant=record_header(record, "tenant") or DEFAULT_TENANT,
+            model=model,
+            prompt_version=record_header(record, "prompt-version") or None,
+        ),
+    )
 
 
 def fold_status(value: bytes | None, statuses: StatusBook, metrics: GatewayMetrics) -> None:

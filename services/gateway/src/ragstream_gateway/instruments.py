@@ -45,6 +45,13 @@ class GatewayMetrics:
             "document-status events read, by outcome: applied, stale, rejected (unreadable).",
             ["outcome"],
         )
+        # A histogram of 1..5, so sum/count is the mean rating per model and prompt version.
+        self.feedback_ratings = self.service.histogram(
+            "feedback_rating",
+            "Users' ratings of answers (1 useless .. 5 exactly right), by model and prompt.",
+            ["model", "prompt_version"],
+            buckets=(1, 2, 3, 4, 5),
+        )
 
     def answer_seen(self, outcome: str) -> None:
         """Count one answer read from the answers topic with ``outcome``."""
@@ -53,6 +60,10 @@ class GatewayMetrics:
     def first_delta(self, seconds: float) -> None:
         """Record one streamed query's time to its first delta."""
         self.time_to_first_delta.labels(self.name).observe(seconds)
+
+    def feedback(self, model: str, prompt_version: str | None, rating: int) -> None:
+        """Count one rating of an answer by ``model`` under ``prompt_version``."""
+        self.feedback_ratings.labels(self.name, model, prompt_version or "none").observe(rating)
 
     def status_event(self, outcome: str) -> None:
         """Count one document-status event read with ``outcome``."""

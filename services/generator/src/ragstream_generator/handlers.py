@@ -65,11 +65,21 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     router = KafkaRouter()
 
     settings = deps.settings
+    # Dependencies builds the metrics before any handler exists; the drift windows follow the
+    # settings from here on.
+    deps.generator_metrics.watch_drift(
+        settings.drift_baseline_answers, settings.drift_recent_answers
+    )
 
     async def answer_and_publish(event: ContextRetrieved) -> None:
         answer = await answer_context(event, deps)
         await publish_event(
-            deps.broker, answer, topic=ANSWERS, key=event.query.reply_to, metrics=deps.metrics
+            deps.broker,
+            answer,
+            topic=ANSWERS,
+            key=event.query.reply_to,
+            metrics=deps.metrics,
+            headers=answer_headers(answer),
         )
 
     # In batches, answered concurrently: a model call mostly waits on a provider, and one
@@ -90,7 +100,37 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     return router
 
 
+def answer_headers(answer: AnswerCompleted) -> dict[str, str]:
+    """Who answered, in headers: every gateway replica notes it without parsing the answer, to
+    accept feedback on any answer, whichever replica held the request."""
+    return {
+        "query-id": answer.query_id,
+        "tenant": answer.tenant,
+        "model": answer.model,
+        "prompt-version": answer.prompt_version or "",
+    }
+
+
 async def answer_context(event: ContextRetrieved, deps: Dependencies) -> AnswerCompleted:
+    """Return the answer to ``event`` (see ``_compose_answer``), noted by the drift detectors.
+
+    Args:
+        event: The query and its retrieved chunks.
+        deps: The service's dependencies.
+    """
+    answer = await _compose_answer(event, deps)
+    does_not_know = answer.model == NO_MODEL and answer.answer == NO_CONTEXT_ANSWER
+    # Only an answer a model wrote just now says how well the model grounds its answers: a cached
+    # one was counted when it was written, and the others claim nothing or failed.
+    fresh_from_model = answer.model != NO_MODEL and not answer.cached
+    deps.generator_metrics.observe_answer_quality(
+        does_not_know=does_not_know,
+        groundedness=answer.groundedness if fresh_from_model else None,
+    )
+    return answer
+
+
+async def _compose_answer(event: ContextRetrieved, deps: Dependencies) -> AnswerCompleted:
     """Return the answer to ``event``: from the cascade, or without a model when nothing relevant.
 
     No chunk scoring at least ``min_relevance`` means nothing to ground an answer in: the
