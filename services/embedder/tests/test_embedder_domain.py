@@ -20,6 +20,7 @@ from ragstream_embedder.domain import (
     failed_status,
     fill_vectors,
     missing_slots,
+    model_call_parts,
     plan_batch,
 )
 
@@ -234,3 +235,22 @@ class TestEmbeddedStatus:
             3,
             "too large",
         )
+
+
+class TestModelCallParts:
+    def test_documents_are_grouped_in_order_up_to_the_limit(self) -> None:
+        """Runs of whole documents, in record order, each at most max_texts chunks."""
+        parts = model_call_parts([3, 3, 3, 2, 4], max_texts=6)
+        assert [list(part) for part in parts] == [[0, 1], [2, 3], [4]]
+
+    def test_a_document_larger_than_the_limit_is_a_part_of_its_own(self) -> None:
+        """A document is never split, even when it alone exceeds the limit."""
+        parts = model_call_parts([2, 9, 1], max_texts=4)
+        assert [list(part) for part in parts] == [[0], [1], [2]]
+
+    def test_every_document_lands_in_exactly_one_part(self) -> None:
+        """Nothing lost, nothing repeated, for a spread of sizes and limits."""
+        counts = [1, 5, 2, 0, 7, 3, 3, 1]
+        for limit in (1, 3, 8, 100):
+            covered = [i for part in model_call_parts(counts, limit) for i in part]
+            assert covered == list(range(len(counts)))

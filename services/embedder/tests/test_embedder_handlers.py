@@ -223,6 +223,20 @@ class TestBatching:
         statuses = [(s.doc_id, s.stage, s.chunk_count) for s in embedder.received.statuses]
         assert statuses == [("a", "embedded", 2), ("b", "embedded", 1)]
 
+    async def test_a_large_batch_is_embedded_and_published_in_parts(self) -> None:
+        """Whole documents, in record order, go to the model in calls of at most
+        model_call_max_texts chunks, and every document is published, in order."""
+        model = FakeModel()
+        embedder = _embedder(model, EmbedderSettings(model_call_max_texts=2))
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one", "two"])),
+                await _record(_document("b", ["three"]), offset=1),
+                await _record(_document("c", ["four"]), offset=2),
+            )
+        assert [len(call) for call in model.calls] == [2, 2]
+        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b", "c"]
+
     async def test_batch_subscriber_uses_the_batch_settings(self) -> None:
         """The batch size and wait come from the settings: the latency/throughput knob."""
         settings = EmbedderSettings(batch_max_messages=7, batch_max_wait_ms=35)

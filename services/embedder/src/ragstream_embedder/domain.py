@@ -75,6 +75,29 @@ def plan_batch(documents: Sequence[DocumentChunked]) -> EmbeddingPlan:
     return EmbeddingPlan(texts=texts, slots=slots)
 
 
+def model_call_parts(chunk_counts: Sequence[int], max_texts: int) -> list[range]:
+    """Split a batch's documents, in order, into runs of about ``max_texts`` chunks each.
+
+    Each run is embedded in one model call and published before the next starts, so the
+    retriever indexes the first documents of a large batch while the model works on the rest. A
+    document is never split; one larger than ``max_texts`` is a run of its own.
+
+    Args:
+        chunk_counts: Each document's number of chunks, in record order.
+        max_texts: The most chunks a run holds, unless one document holds more.
+    """
+    parts: list[range] = []
+    start = texts = 0
+    for position, count in enumerate(chunk_counts):
+        if position > start and texts + count > max_texts:
+            parts.append(range(start, position))
+            start, texts = position, 0
+        texts += count
+    if start < len(chunk_counts):
+        parts.append(range(start, len(chunk_counts)))
+    return parts
+
+
 def cache_key(model_version: str, text: str) -> str:
     """Return the cache key of ``text``'s vector under one model version.
 

@@ -20,6 +20,7 @@ from ragstream_common.events import DocumentChunked, DocumentStatus
 from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
     PoisonMessageError,
+    Received,
     batch_subscriber,
     consumer_options,
     dead_letter,
@@ -39,6 +40,7 @@ from ragstream_embedder.domain import (
     failed_status,
     fill_vectors,
     missing_slots,
+    model_call_parts,
     plan_batch,
 )
 from ragstream_embedder.settings import EmbedderSettings
@@ -162,16 +164,29 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             raise RuntimeError("the embedding model is not loaded")
 
         model = deps.model
-        documents = [item.event for item in received]
+        unconfirmed: list[asyncio.Future[Any]] = []
+        counts = [len(item.event.chunks) for item in received]
+        # One model call per part, each part published as soon as it is embedded: the retriever
+        # indexes the start of a large batch while the model works on the rest.
+        for part in model_call_parts(counts, settings.model_call_max_texts):
+            unconfirmed += await embed_and_publish([received[i] for i in part], model)
+        # Before the batch is committed: a record Kafka refused fails the batch, to be redelivered.
+        await asyncio.gather(*unconfirmed)
+
+    async def embed_and_publish(
+        part: Sequence[Received[DocumentChunked]], model: EmbeddingModelPort
+    ) -> list[asyncio.Future[Any]]:
+        """Embed one part of a batch and queue its events; return the acknowledgements to await."""
+        documents = [item.event for item in part]
         plan = plan_batch(documents)
         vectors, embedded_count = await vectors_of(plan.texts, model)
 
         # Queued one by one, in record order, so two versions of a document keep their order;
-        # acknowledged all together at the end, so the model waits one round trip, not one per
-        # record, before its next batch.
+        # acknowledged all together at the end of the batch, so the model waits one round trip,
+        # not one per record.
         events = embedded_events(documents, plan, vectors, model.version)
         unconfirmed: list[asyncio.Future[Any]] = []
-        for item, event in zip(received, events, strict=True):
+        for item, event in zip(part, events, strict=True):
             correlation_id = item.correlation_id
             bind_correlation_id(correlation_id)
             try:
@@ -206,15 +221,14 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                 version=event.version,
                 chunk_count=len(event.chunks),
             )
-        # Before the batch is committed: a record Kafka refused fails the batch, to be redelivered.
-        await asyncio.gather(*unconfirmed)
         _log.debug(
-            "batch_embedded",
-            records=len(received),
+            "part_embedded",
+            records=len(part),
             chunks=plan.chunk_count,
             distinct_texts=len(plan.texts),
             embedded=embedded_count,
         )
+        return unconfirmed
 
     return router
 

@@ -30,6 +30,9 @@ class EmbedderSettings(ServiceSettings):
     batch_max_wait_ms: int = Field(default=20, ge=0)
     # Texts per forward pass inside one model call.
     model_batch_size: int = Field(default=16, ge=1)
+    # A batch's chunks go to the model in calls of about this many, each call's documents
+    # published before the next call starts (a document is never split across calls).
+    model_call_max_texts: int = Field(default=48, ge=1)
     model_device: str = "cpu"
     # torch's intra-op threads; None keeps torch's default (all cores).
     model_threads: int | None = Field(default=None, ge=1)
