@@ -25,6 +25,8 @@ from ragstream_cli.stack.sysutil import file_lock
 
 __all__ = [
     "INSTALL_MARKER",
+    "apt_install",
+    "apt_knows",
     "atomic_install",
     "is_installed",
     "java_major_version",
@@ -165,3 +167,83 @@ def atomic_install(target: Path, build: Callable[[Path], None], describe: str) -
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return True
+
+
+# How long apt-get waits for another apt or dpkg to let go of its lock before giving up.
+_APT_LOCK_TIMEOUT_S = 300
+
+
+def apt_knows(package: str) -> bool:
+    """Whether apt-cache has an install candidate for ``package`` (no package lists: False)."""
+    apt_cache = shutil.which("apt-cache")
+    if apt_cache is None:
+        return False
+    try:
+        out = subprocess.run(
+            [apt_cache, "policy", package], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    match = re.search(r"Candidate:\s*(\S+)", out.stdout)
+    return match is not None and match.group(1) != "(none)"
+
+
+def apt_install(
+    package: str,
+    *,
+    installed: Callable[[], bool],
+    missing: str,
+    manual: str,
+    log_path: Path,
+    lock_path: Path,
+    reporter: Reporter,
+) -> None:
+    """Install Debian's ``package`` with apt-get, once, whoever else is trying at the same time.
+
+    ``apt-get update`` runs only when apt-cache knows no candidate for the package (a fresh
+    image has no package lists). Callers serialise on ``lock_path``; one that waited finds the
+    package ``installed`` and returns.
+
+    Args:
+        package: The Debian package.
+        installed: Whether what the package provides is already there.
+        missing: What is missing, for the error when we may not install it.
+        manual: How to install it by hand.
+        log_path: Where apt-get's output goes.
+        lock_path: The lock file callers serialise on.
+        reporter: Progress output.
+
+    Raises:
+        MissingToolError: apt-get is missing, or we are not root.
+        InstallError: apt-get failed (the message has ``log_path`` and its tail).
+    """
+    apt = require_tool("apt-get", f"install {package} from Debian's packages", manual)
+    if os.geteuid() != 0:
+        raise MissingToolError(f"{missing}, and installing it with apt-get needs root. {manual}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    with file_lock(lock_path):
+        if installed():
+            return
+        if not apt_knows(package):
+            run_logged(
+                [apt, "update"],
+                log_path=log_path,
+                title="Updating Debian's package lists (first time only)",
+                reporter=reporter,
+                env=env,
+            )
+        run_logged(
+            [
+                apt,
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "-o",
+                f"DPkg::Lock::Timeout={_APT_LOCK_TIMEOUT_S}",
+                package,
+            ],
+            log_path=log_path,
+            title=f"Installing {package} from Debian's packages (first time only)",
+            reporter=reporter,
+            env=env,
+        )

@@ -33,12 +33,11 @@ from ragstream_cli.stack.components import (
     stop_component,
 )
 from ragstream_cli.stack.config import HOST, env_port
-from ragstream_cli.stack.errors import InstallError, MissingToolError
-from ragstream_cli.stack.install import require_tool, run_logged
+from ragstream_cli.stack.errors import InstallError
+from ragstream_cli.stack.install import apt_install
 from ragstream_cli.stack.paths import cache_home, component_dir, repo_root
 from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
-from ragstream_cli.stack.sysutil import file_lock
 
 __all__ = [
     "PROMETHEUS_PACKAGE",
@@ -70,8 +69,6 @@ _PROMTOOL = "promtool"
 _SYSTEM_BIN = Path("/usr/bin")
 # An empty TSDB opens in a second; the margin is for a loaded machine or a long WAL replay.
 _START_TIMEOUT_S = 60.0
-# apt waits this long for another apt/dpkg run to release its lock instead of failing at once.
-_APT_LOCK_TIMEOUT_S = 300
 # A local, developer-sized history.
 _RETENTION = "7d"
 _ENABLE_VAR = "RAGSTREAM_PROMETHEUS"
@@ -162,21 +159,6 @@ def prometheus_argv(config: Path, state_dir: Path, port: int, binary: str = _SER
     ]
 
 
-def _apt_knows(package: str) -> bool:
-    """Whether apt-cache has an install candidate for ``package`` (no package lists: False)."""
-    apt_cache = shutil.which("apt-cache")
-    if apt_cache is None:
-        return False
-    try:
-        out = subprocess.run(
-            [apt_cache, "policy", package], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    match = re.search(r"Candidate:\s*(\S+)", out.stdout)
-    return match is not None and match.group(1) != "(none)"
-
-
 def install_prometheus(reporter: Reporter | None = None) -> PrometheusTools:
     """Install Debian's ``prometheus`` (server and promtool) unless both are there; return them.
 
@@ -190,46 +172,20 @@ def install_prometheus(reporter: Reporter | None = None) -> PrometheusTools:
     tools = find_prometheus_tools()
     if tools is not None:
         return tools
-    rep = reporter if reporter is not None else Reporter()
     manual = (
         f"Install Prometheus 2.x yourself (Debian/Ubuntu: apt-get install {PROMETHEUS_PACKAGE}) "
         f"and put {_SERVER} and {_PROMTOOL} on PATH."
     )
-    apt = require_tool("apt-get", f"install {PROMETHEUS_PACKAGE} from Debian's packages", manual)
-    if os.geteuid() != 0:
-        raise MissingToolError(
-            f"`{_PROMTOOL}`/`{_SERVER}` are not installed, and installing them with apt-get "
-            f"needs root. {manual}"
-        )
     log_path = prometheus_state_dir() / "install.log"
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    with file_lock(cache_home() / f".{NAME}-apt.lock"):
-        tools = find_prometheus_tools()
-        if tools is not None:
-            return tools
-        if not _apt_knows(PROMETHEUS_PACKAGE):
-            run_logged(
-                [apt, "update"],
-                log_path=log_path,
-                title="Updating Debian's package lists (first time only)",
-                reporter=rep,
-                env=env,
-            )
-        run_logged(
-            [
-                apt,
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-o",
-                f"DPkg::Lock::Timeout={_APT_LOCK_TIMEOUT_S}",
-                PROMETHEUS_PACKAGE,
-            ],
-            log_path=log_path,
-            title=f"Installing {PROMETHEUS_PACKAGE} from Debian's packages (first time only)",
-            reporter=rep,
-            env=env,
-        )
+    apt_install(
+        PROMETHEUS_PACKAGE,
+        installed=lambda: find_prometheus_tools() is not None,
+        missing=f"`{_PROMTOOL}`/`{_SERVER}` are not installed",
+        manual=manual,
+        log_path=log_path,
+        lock_path=cache_home() / f".{NAME}-apt.lock",
+        reporter=reporter if reporter is not None else Reporter(),
+    )
     tools = find_prometheus_tools()
     if tools is None:
         raise InstallError(

@@ -30,12 +30,11 @@ from ragstream_cli.stack.components import (
     stop_component,
 )
 from ragstream_cli.stack.config import HOST, REDIS_MAXMEMORY, REDIS_PACKAGE, redis_port
-from ragstream_cli.stack.errors import InstallError, MissingToolError
-from ragstream_cli.stack.install import require_tool, run_logged
+from ragstream_cli.stack.errors import InstallError
+from ragstream_cli.stack.install import apt_install
 from ragstream_cli.stack.paths import cache_home, component_dir
 from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
-from ragstream_cli.stack.sysutil import file_lock
 
 __all__ = [
     "ensure_redis",
@@ -55,8 +54,6 @@ NAME = "redis"
 _BINARY = "redis-server"
 # Redis starts in milliseconds; the margin is for a loaded machine.
 _START_TIMEOUT_S = 30.0
-# apt waits this long for another apt/dpkg run to release its lock instead of failing at once.
-_APT_LOCK_TIMEOUT_S = 300
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 
@@ -139,44 +136,20 @@ def install_redis(reporter: Reporter | None = None) -> Path:
     binary = redis_binary()
     if binary is not None:
         return binary
-    rep = reporter if reporter is not None else Reporter()
     manual = (
         f"Install Redis 6+ yourself (Debian/Ubuntu: apt-get install {REDIS_PACKAGE}) and put "
         f"{_BINARY} on PATH."
     )
-    apt = require_tool("apt-get", f"install {REDIS_PACKAGE} from Debian's packages", manual)
-    if os.geteuid() != 0:
-        raise MissingToolError(
-            f"`{_BINARY}` is not installed, and installing it with apt-get needs root. {manual}"
-        )
     log_path = redis_state_dir() / "install.log"
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    with file_lock(cache_home() / f".{NAME}-apt.lock"):
-        binary = redis_binary()
-        if binary is not None:
-            return binary
-        run_logged(
-            [apt, "update"],
-            log_path=log_path,
-            title="Updating Debian's package lists (first time only)",
-            reporter=rep,
-            env=env,
-        )
-        run_logged(
-            [
-                apt,
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-o",
-                f"DPkg::Lock::Timeout={_APT_LOCK_TIMEOUT_S}",
-                REDIS_PACKAGE,
-            ],
-            log_path=log_path,
-            title=f"Installing {REDIS_PACKAGE} from Debian's packages (first time only)",
-            reporter=rep,
-            env=env,
-        )
+    apt_install(
+        REDIS_PACKAGE,
+        installed=lambda: redis_binary() is not None,
+        missing=f"`{_BINARY}` is not installed",
+        manual=manual,
+        log_path=log_path,
+        lock_path=cache_home() / f".{NAME}-apt.lock",
+        reporter=reporter if reporter is not None else Reporter(),
+    )
     binary = redis_binary()
     if binary is None:
         raise InstallError(
