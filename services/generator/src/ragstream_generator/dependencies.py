@@ -46,7 +46,11 @@ class Dependencies:
     generator_metrics: GeneratorMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.generator_metrics = GeneratorMetrics(self.metrics)
+        self.generator_metrics = GeneratorMetrics(
+            self.metrics,
+            drift_baseline_size=self.settings.drift_baseline_answers,
+            drift_recent_size=self.settings.drift_recent_answers,
+        )
 
     @property
     def llm(self) -> AnswerModel:

@@ -63,13 +63,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         deps: Settings, metrics, the broker to publish with, and the model port.
     """
     router = KafkaRouter()
-
     settings = deps.settings
-    # Dependencies builds the metrics before any handler exists; the drift windows follow the
-    # settings from here on.
-    deps.generator_metrics.watch_drift(
-        settings.drift_baseline_answers, settings.drift_recent_answers
-    )
 
     async def answer_and_publish(event: ContextRetrieved) -> None:
         answer = await answer_context(event, deps)

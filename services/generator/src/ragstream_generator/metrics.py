@@ -129,9 +129,9 @@ class GeneratorMetrics:
             "else 0.",
             ["detector"],
         )
-        self.watch_drift(drift_baseline_size, drift_recent_size)
+        self._watch_drift(drift_baseline_size, drift_recent_size)
 
-    def watch_drift(self, baseline_size: int, recent_size: int) -> None:
+    def _watch_drift(self, baseline_size: int, recent_size: int) -> None:
         """Start the drift detectors afresh with these windows: a new baseline fills first.
 
         Args:

@@ -41,7 +41,11 @@ class Dependencies:
     retriever_metrics: RetrieverMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.retriever_metrics = RetrieverMetrics(self.metrics)
+        self.retriever_metrics = RetrieverMetrics(
+            self.metrics,
+            drift_baseline_size=self.settings.drift_baseline_queries,
+            drift_recent_size=self.settings.drift_recent_queries,
+        )
 
     @property
     def index(self) -> ChunkIndex:

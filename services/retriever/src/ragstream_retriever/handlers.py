@@ -65,11 +65,6 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     """
     router = KafkaRouter()
     settings = deps.settings
-    # Dependencies builds the metrics before any handler exists; the drift windows follow the
-    # settings from here on.
-    deps.retriever_metrics.watch_drift(
-        settings.drift_baseline_queries, settings.drift_recent_queries
-    )
 
     if settings.index_role:
 
