@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 
 from faststream.asgi.types import ASGIApp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
@@ -97,6 +98,20 @@ class ServiceMetrics:
         return Gauge(
             f"ragstream_{name}", documentation, ["service", *labels], registry=self.registry
         )
+
+    @cached_property
+    def _drift_baseline_ready(self) -> Gauge:
+        # Made on first use: only the services with drift detectors expose it.
+        return self.gauge(
+            "drift_baseline_ready",
+            "1 once a drift detector's baseline is full and frozen (its figures are defined), "
+            "else 0.",
+            ["detector"],
+        )
+
+    def drift_baseline(self, detector: str, ready: bool) -> None:
+        """Say whether ``detector``'s baseline is full (its alert may then fire)."""
+        self._drift_baseline_ready.labels(self.service, detector).set(1 if ready else 0)
 
     @contextmanager
     def time_stage(self, stage: str) -> Iterator[None]:

@@ -123,12 +123,6 @@ class GeneratorMetrics:
             "Share of the first N answers on this replica that were the does-not-know answer; "
             "NaN until there are N.",
         )
-        self.drift_baseline_ready = base.gauge(
-            "drift_baseline_ready",
-            "1 once a drift detector's baseline is full and frozen (its figures are defined), "
-            "else 0.",
-            ["detector"],
-        )
         self._watch_drift(drift_baseline_size, drift_recent_size)
 
     def _watch_drift(self, baseline_size: int, recent_size: int) -> None:
@@ -165,7 +159,7 @@ class GeneratorMetrics:
             ("groundedness", self._groundedness.baseline_full),
             ("unknown_answer_ratio", self._unknown_answers.baseline_full),
         ):
-            self.drift_baseline_ready.labels(service, detector).set(1 if ready else 0)
+            self.base.drift_baseline(detector, ready)
 
     def budget_degraded(self, tenant: str) -> None:
         """Count one answer ``tenant``'s exhausted budget kept on the free tier."""

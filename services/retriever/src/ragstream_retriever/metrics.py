@@ -97,11 +97,6 @@ class RetrieverMetrics:
             "Kolmogorov-Smirnov statistic between this replica's recent top hybrid scores and "
             "its baseline's; NaN until the baseline is full.",
         )
-        self.drift_baseline_ready = base.gauge(
-            "drift_baseline_ready",
-            "1 once a drift detector's baseline is full and frozen (its score is defined), else 0.",
-            ["detector"],
-        )
         self._watch_drift(drift_baseline_size, drift_recent_size)
 
     def _watch_drift(self, baseline_size: int, recent_size: int) -> None:
@@ -137,7 +132,7 @@ class RetrieverMetrics:
             ("query_drift", self._query_drift.baseline_full),
             ("retrieval_score_shift", self._score_shift.baseline_full),
         ):
-            self.drift_baseline_ready.labels(self.service, detector).set(1 if ready else 0)
+            self.base.drift_baseline(detector, ready)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         """Record the duration of one step of indexing or search."""
