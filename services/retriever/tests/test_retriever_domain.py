@@ -18,6 +18,7 @@ from ragstream_retriever.domain import (
     LiveHits,
     LiveVersion,
     MetadataFilter,
+    PendingVersion,
     SearchHit,
     as_utc,
     build_context,
@@ -35,6 +36,7 @@ from ragstream_retriever.domain import (
     plan_version,
     resolve_option,
     select_chunks,
+    version_rounds,
 )
 
 PUBLISHED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -254,6 +256,45 @@ class TestPlanVersion:
         """A redelivered deletion deletes again, in case the first pass was cut short."""
         plan = plan_version(_event(version=3), _record(latest=3, chunks=0))
         assert plan.action is IndexAction.REAPPLY
+
+
+class TestVersionRounds:
+    @staticmethod
+    def _pending(doc_id: str, version: int, tenant: str = "acme") -> PendingVersion:
+        return PendingVersion(_event(version=version, doc_id=doc_id, tenant=tenant), [])
+
+    def _shape(self, rounds: list[list[PendingVersion]]) -> list[list[tuple[str, str, int]]]:
+        return [[(v.event.tenant, v.event.doc_id, v.event.version) for v in r] for r in rounds]
+
+    def test_distinct_documents_share_one_round_in_order(self) -> None:
+        batch = [self._pending("b", 1), self._pending("a", 3), self._pending("c", 2)]
+
+        assert self._shape(version_rounds(batch)) == [
+            [("acme", "b", 1), ("acme", "a", 3), ("acme", "c", 2)]
+        ]
+
+    def test_each_repeat_of_a_document_goes_to_the_next_round(self) -> None:
+        batch = [
+            self._pending("a", 1),
+            self._pending("b", 1),
+            self._pending("a", 2),
+            self._pending("a", 3),
+            self._pending("b", 2),
+        ]
+
+        assert self._shape(version_rounds(batch)) == [
+            [("acme", "a", 1), ("acme", "b", 1)],
+            [("acme", "a", 2), ("acme", "b", 2)],
+            [("acme", "a", 3)],
+        ]
+
+    def test_the_same_doc_id_in_two_tenants_is_two_documents(self) -> None:
+        batch = [self._pending("a", 1), self._pending("a", 1, tenant="globex")]
+
+        assert len(version_rounds(batch)) == 1
+
+    def test_an_empty_batch_has_no_rounds(self) -> None:
+        assert version_rounds([]) == []
 
 
 class TestIsTenantName:

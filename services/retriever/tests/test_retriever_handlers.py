@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -56,6 +56,7 @@ class FakeIndex:
     hit_rounds: list[list[SearchHit]] = field(default_factory=list)
     searches: list[dict[str, Any]] = field(default_factory=list)
     lookups: list[set[str]] = field(default_factory=list)
+    record_lookups: list[set[str]] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
     inserted: int = 0
     fail_once: str | None = None
@@ -66,8 +67,12 @@ class FakeIndex:
             raise ConnectionError(f"weaviate went away during {name}")
         self.writes.append(name)
 
-    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
-        return self.records.get((tenant, doc_id))
+    async def document_records(
+        self, tenant: str, doc_ids: Collection[str]
+    ) -> dict[str, DocumentRecord]:
+        self.record_lookups.append(set(doc_ids))
+        found = (self.records.get((tenant, doc_id)) for doc_id in doc_ids)
+        return {record.doc_id: record for record in found if record is not None}
 
     async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
         self.lookups.append(set(doc_ids))
@@ -78,21 +83,21 @@ class FakeIndex:
             if record is not None
         }
 
-    async def write_record(self, record: DocumentRecord) -> None:
+    async def write_records(self, records: Sequence[DocumentRecord]) -> None:
         self._step("record")
-        self.records[record.tenant, record.doc_id] = record
+        self.records.update({(record.tenant, record.doc_id): record for record in records})
 
     async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
         self._step("insert")
         self.inserted += len(chunks)
         self.objects.update({chunk.object_id: chunk for chunk in chunks})
 
-    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
+    async def delete_other_versions(self, tenant: str, keep: Mapping[str, int]) -> int:
         self._step("retire")
         doomed = [
             key
             for key, c in self.objects.items()
-            if (c.tenant, c.doc_id) == (tenant, doc_id) and c.version != keep_version
+            if c.tenant == tenant and c.doc_id in keep and c.version != keep[c.doc_id]
         ]
         for key in doomed:
             del self.objects[key]
@@ -214,10 +219,11 @@ def _version(
     dims: int = DIMS,
     age_s: float = 2.0,
     doc_hash: str | None = None,
+    doc_id: str = "doc-1",
 ) -> ChunksEmbedded:
-    """A version of doc-1 whose doc_hash, unless given, follows from its chunk ids."""
+    """A version of doc-1 (or ``doc_id``) whose doc_hash, unless given, follows from its chunks."""
     return ChunksEmbedded(
-        doc_id="doc-1",
+        doc_id=doc_id,
         tenant="acme",
         version=version,
         title="Guide",
@@ -227,7 +233,7 @@ def _version(
         chunks=[
             EmbeddedChunk(
                 chunk_id=chunk_id,
-                doc_id="doc-1",
+                doc_id=doc_id,
                 position=position,
                 text=f"text {chunk_id}",
                 content_hash=f"h-{chunk_id}",
@@ -456,6 +462,82 @@ class TestIndexRole:
         assert h.statuses == []
         assert h.index.records == {}
         assert h.letters == []
+
+
+class TestIndexBatches:
+    async def test_a_batch_is_one_request_per_step_and_poison_goes_alone(self) -> None:
+        """Versions consumed together share each write step; a document's second version in the
+        batch gets a round of its own, after its first; a bad one is dead-lettered alone."""
+        h = _harness()
+        batch = [
+            _version(1, "a1", doc_id="doc-a"),
+            _version(1, "b1", "b2", doc_id="doc-b"),
+            _version(1, "c1", doc_id="doc-c", dims=DIMS + 1),
+            _version(2, "a2", doc_id="doc-a"),
+        ]
+        async with TestKafkaBroker(h.broker) as broker:
+            await broker.publish_batch(
+                *(event.model_dump_json().encode() for event in batch), topic=EMBEDDINGS
+            )
+
+        assert h.index.record_lookups == [{"doc-a", "doc-b"}, {"doc-a"}]
+        assert h.index.writes == ["insert", "record", "retire", "insert", "record", "retire"]
+        assert (h.index.chunk_ids("doc-a"), h.index.chunk_ids("doc-b")) == (["a2"], ["b1", "b2"])
+        assert (h.index.record("doc-a").live_version, h.index.record("doc-b").live_version) == (
+            2,
+            1,
+        )
+        assert [(s.doc_id, s.version) for s in h.statuses] == [
+            ("doc-a", 1),
+            ("doc-b", 1),
+            ("doc-a", 2),
+        ]
+        [letter] = h.letters
+        assert letter.error_type == "PoisonMessageError"
+        assert "'doc-c' has vectors not of size 4" in letter.error
+        assert h.index.chunk_ids("doc-c") == []
+        assert h.sample("ragstream_chunks_written_total") == 4
+        assert h.sample("ragstream_chunks_retired_total") == 1
+
+    async def test_an_older_version_later_in_the_same_batch_is_stale(self) -> None:
+        """Version 2 then version 1 of a document in one batch: 1 is skipped, 2 stays live."""
+        h = _harness()
+        async with TestKafkaBroker(h.broker) as broker:
+            await broker.publish_batch(
+                *(event.model_dump_json().encode() for event in (_version(2, "c2"), _version(1))),
+                topic=EMBEDDINGS,
+            )
+
+        assert h.index.record().live_version == 2
+        assert h.index.chunk_ids() == ["c2"]
+        assert [status.version for status in h.statuses] == [2]
+        assert h.sample("ragstream_stale_versions_skipped_total") == 1
+
+    async def test_a_failed_step_fails_the_whole_batch_and_redelivery_converges(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A crash between the inserts and the switch leaves every old version live; the batch
+        redelivered completes every switch."""
+        monkeypatch.setattr(messaging, "REDELIVERY_BACKOFF_SECONDS", 0.0)
+        h = _harness()
+        first = [_version(1, "x1", doc_id=doc) for doc in ("doc-a", "doc-b")]
+        second = [_version(2, "x2", doc_id=doc) for doc in ("doc-a", "doc-b")]
+        payloads = [
+            [event.model_dump_json().encode() for event in group] for group in (first, second)
+        ]
+        async with TestKafkaBroker(h.broker) as broker:
+            await broker.publish_batch(*payloads[0], topic=EMBEDDINGS)
+            h.index.fail_once = "record"
+            with pytest.raises(ConnectionError):
+                await broker.publish_batch(*payloads[1], topic=EMBEDDINGS)
+
+            assert [h.index.record(doc).live_version for doc in ("doc-a", "doc-b")] == [1, 1]
+            assert len(h.statuses) == 2
+            await broker.publish_batch(*payloads[1], topic=EMBEDDINGS)
+
+        assert [h.index.record(doc).live_version for doc in ("doc-a", "doc-b")] == [2, 2]
+        assert [h.index.chunk_ids(doc) for doc in ("doc-a", "doc-b")] == [["x2"], ["x2"]]
+        assert [(s.doc_id, s.version) for s in h.statuses[2:]] == [("doc-a", 2), ("doc-b", 2)]
 
 
 class TestSearchRole:

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,9 +38,11 @@ from ragstream_retriever.domain import (
     IndexedChunk,
     LiveVersion,
     MetadataFilter,
+    PendingVersion,
     SearchHit,
+    chunks_to_index,
 )
-from ragstream_retriever.handlers import index_document, search_live, search_query
+from ragstream_retriever.handlers import index_versions, search_live, search_query
 from ragstream_retriever.ports import ChunkIndex
 from ragstream_retriever.settings import RetrieverSettings
 
@@ -140,8 +142,12 @@ async def _apply(
 
     async with TestKafkaBroker(deps.broker):
         for event in events:
-            await index_document(deps, event)
+            await index_versions(deps, [_pending(event)])
     return statuses, deps.metrics
+
+
+def _pending(event: ChunksEmbedded) -> PendingVersion:
+    return PendingVersion(event, chunks_to_index(event, 384))
 
 
 def _sample(metrics: ServiceMetrics, name: str) -> float:
@@ -157,9 +163,7 @@ async def _live_search(
 
 
 async def _record(index: WeaviateIndex, doc_id: str) -> DocumentRecord:
-    record = await index.document_record("acme", doc_id)
-    assert record is not None
-    return record
+    return (await index.document_records("acme", {doc_id}))[doc_id]
 
 
 class TestWeaviateIndex:
@@ -256,6 +260,40 @@ class TestWeaviateIndex:
         assert [s.stage for s in statuses] == ["indexed", "indexed", "deleted"]
         hits = await _live_search(index, model, DOCS["kafka"][0])
         assert {hit.doc_id for hit in hits} == {"weaviate"}
+
+    async def test_a_batch_across_documents_and_tenants_applies_each_version(
+        self, index: WeaviateIndex, model: AsyncEmbedder
+    ) -> None:
+        """One batch switches several documents of two tenants; the next batch updates one,
+        deletes another and leaves the rest (and the other tenant's namesake) untouched."""
+        first = [
+            await _embedded(model, "kafka", 1, DOCS["kafka"]),
+            await _embedded(model, "weaviate", 1, DOCS["weaviate"]),
+            await _embedded(model, "baking", 1, DOCS["baking"]),
+            await _embedded(model, "kafka", 1, DOCS["kafka"], tenant="globex"),
+        ]
+        second = [
+            await _embedded(model, "kafka", 2, DOCS["kafka"][1:]),
+            await _embedded(model, "weaviate", 2, []),
+            await _embedded(model, "baking", 1, DOCS["baking"]),
+        ]
+        deps = _deps(index, model)
+        async with TestKafkaBroker(deps.broker):
+            await index_versions(deps, [_pending(event) for event in first])
+            await index_versions(deps, [_pending(event) for event in second])
+
+        counts = [await index.count("acme", doc) for doc in ("kafka", "weaviate", "baking")]
+        assert counts == [1, 0, 1]
+        assert await index.count("acme", "kafka", version=2) == 1
+        assert await index.count("globex", "kafka", version=1) == 2
+        records = await index.document_records("acme", {"kafka", "weaviate", "baking", "none"})
+        assert {doc: r.live_version for doc, r in records.items()} == {
+            "kafka": 2,
+            "weaviate": 2,
+            "baking": 1,
+        }
+        assert records["weaviate"].live_chunk_count == 0
+        assert _sample(deps.metrics, "ragstream_chunks_retired_total") == 3
 
     async def test_live_versions_of_many_documents_in_one_lookup(
         self, index: WeaviateIndex, model: AsyncEmbedder
@@ -540,7 +578,7 @@ class TestTenantIsolation:
         for tenant in ("initech", "no such/tenant"):
             assert await _search(twins, model, DOCS["kafka"][0], tenant=tenant) == []
             assert await twins.live_versions(tenant, {"kafka"}) == {}
-            assert await twins.document_record(tenant, "kafka") is None
+            assert await twins.document_records(tenant, {"kafka"}) == {}
             assert await twins.count(tenant) == 0
 
 
@@ -557,23 +595,25 @@ class SlowSwitchIndex:
     switched_to: int = 0
     raw_searches: list[list[SearchHit]] = field(default_factory=list)
 
-    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
-        return await self.inner.document_record(tenant, doc_id)
+    async def document_records(
+        self, tenant: str, doc_ids: Collection[str]
+    ) -> dict[str, DocumentRecord]:
+        return await self.inner.document_records(tenant, doc_ids)
 
     async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
         return await self.inner.live_versions(tenant, doc_ids)
 
-    async def write_record(self, record: DocumentRecord) -> None:
-        await self.inner.write_record(record)
-        self.switched_to = record.live_version
+    async def write_records(self, records: Sequence[DocumentRecord]) -> None:
+        await self.inner.write_records(records)
+        self.switched_to = max(record.live_version for record in records)
         await asyncio.sleep(self.pause_s)
 
     async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
         await self.inner.insert(chunks)
         await asyncio.sleep(self.pause_s)
 
-    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
-        return await self.inner.delete_other_versions(tenant, doc_id, keep_version)
+    async def delete_other_versions(self, tenant: str, keep: Mapping[str, int]) -> int:
+        return await self.inner.delete_other_versions(tenant, keep)
 
     async def search(
         self,
@@ -628,7 +668,7 @@ async def _race(index: WeaviateIndex, model: AsyncEmbedder, pause_s: float, coun
     async def write() -> None:
         async with TestKafkaBroker(writer_deps.broker):
             for event in versions[1:]:
-                await index_document(writer_deps, event)
+                await index_versions(writer_deps, [_pending(event)])
 
     race = Race()
     writer = asyncio.create_task(write())

@@ -38,6 +38,7 @@ __all__ = [
     "LiveHits",
     "LiveVersion",
     "MetadataFilter",
+    "PendingVersion",
     "SearchHit",
     "as_utc",
     "build_context",
@@ -55,6 +56,7 @@ __all__ = [
     "plan_version",
     "resolve_option",
     "select_chunks",
+    "version_rounds",
 ]
 
 # Fixed forever: changing it would give every chunk a new id and orphan the whole index.
@@ -329,6 +331,47 @@ def chunks_to_index(event: ChunksEmbedded, dimensions: int) -> list[IndexedChunk
         )
         for chunk in event.chunks
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVersion:
+    """A valid document version of a batch, waiting to be applied.
+
+    Args:
+        event: The version as the embedder published it.
+        chunks: Its objects, as ``chunks_to_index`` built them.
+        correlation_id: The record's correlation id, for its status and logs.
+    """
+
+    event: ChunksEmbedded
+    chunks: list[IndexedChunk]
+    correlation_id: str | None = None
+
+    @property
+    def document(self) -> tuple[str, str]:
+        """The tenant and document id the version belongs to."""
+        return self.event.tenant, self.event.doc_id
+
+
+def version_rounds(versions: Sequence[PendingVersion]) -> list[list[PendingVersion]]:
+    """Split a batch into rounds in which each document appears at most once, in arrival order.
+
+    A round is planned against the records as the previous round left them, so a document's
+    versions in one batch are applied one after another as if they had come in separate
+    batches; within a round the documents are independent, and each write step serves them all.
+
+    Args:
+        versions: The batch's valid versions, in the order they were consumed.
+    """
+    rounds: list[list[PendingVersion]] = []
+    seen: Counter[tuple[str, str]] = Counter()
+    for version in versions:
+        position = seen[version.document]
+        seen[version.document] += 1
+        if position == len(rounds):
+            rounds.append([])
+        rounds[position].append(version)
+    return rounds
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -1,35 +1,44 @@
 """The retriever's Kafka subscribers: thin glue between events, the domain and the ports.
 
-Index role: ``embeddings`` (ChunksEmbedded) -> Weaviate, then ``document-status``.
+Index role: ``embeddings`` (ChunksEmbedded), in batches -> Weaviate, each write step once for the
+whole batch -> ``document-status``.
 Search role: ``queries`` (QueryRequested), in batches -> one model call embeds them all -> a
 hybrid search each, concurrently -> ``contexts``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import ChunksEmbedded, QueryRequested, utc_now
-from ragstream_common.logging import get_logger
+from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
     PoisonMessageError,
     Received,
     batch_subscriber,
     consumer_options,
+    dead_letter,
     handle_each,
     publish_event,
+    publish_event_unconfirmed,
+    record_message,
     valid_events,
 )
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS, EMBEDDINGS, QUERIES
 from ragstream_retriever.dependencies import Dependencies
 from ragstream_retriever.domain import (
+    DocumentRecord,
     IndexAction,
+    IndexPlan,
     InvalidEmbeddingsError,
+    PendingVersion,
     SearchHit,
     build_context,
     candidate_limit,
@@ -42,12 +51,14 @@ from ragstream_retriever.domain import (
     plan_version,
     resolve_option,
     select_chunks,
+    version_rounds,
 )
 
 __all__ = [
     "LiveSearch",
     "build_router",
-    "index_document",
+    "index_batch",
+    "index_versions",
     "search_embedded",
     "search_live",
     "search_queries",
@@ -68,9 +79,17 @@ def build_router(deps: Dependencies) -> KafkaRouter:
 
     if settings.index_role:
 
-        @router.subscriber(EMBEDDINGS, **consumer_options(settings, settings.index_group_id))
-        async def on_chunks_embedded(event: ChunksEmbedded) -> None:
-            await index_document(deps, event)
+        @batch_subscriber(
+            router,
+            EMBEDDINGS,
+            max_messages=settings.index_batch_max_messages,
+            **consumer_options(settings, settings.index_group_id),
+        )
+        async def on_chunks_embedded(message: KafkaMessage) -> None:
+            batch = await valid_events(
+                message, ChunksEmbedded, broker=deps.broker, metrics=deps.metrics
+            )
+            await index_batch(deps, batch)
 
     if settings.search_role:
 
@@ -90,76 +109,173 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     return router
 
 
-async def index_document(deps: Dependencies, event: ChunksEmbedded) -> None:
-    """Apply one document version to the index, blue/green, and publish its status.
-
-    The plan (``domain.plan_version``) is one of: stale (nothing), unchanged (move the record's
-    latest version only), switch (insert the version's chunks under new ids, write the record
-    naming it live, retire every other version's chunks), or reapply (the live version again:
-    retire again). Every step is safe to repeat, so a redelivery after a crash at any point
-    converges: before the switch, the old version is still live and the inserts are redone over
-    the same ids; after it, the version is live and the retirement runs again.
+async def index_batch(deps: Dependencies, batch: Sequence[Received[ChunksEmbedded]]) -> None:
+    """Apply a batch of document versions to the index; dead-letter those that break the contract.
 
     Args:
         deps: The service's ports and metrics.
-        event: The document version with its vectors.
+        batch: The versions, as ``valid_events`` returns them.
+    """
+    pending: list[PendingVersion] = []
+    for item in batch:
+        try:
+            chunks = chunks_to_index(item.event, deps.settings.embedding_dimensions)
+        except InvalidEmbeddingsError as error:
+            await dead_letter(
+                deps.broker,
+                record_message(item.record),
+                PoisonMessageError(str(error)),
+                service=deps.metrics.service,
+                metrics=deps.metrics,
+            )
+            continue
+        pending.append(PendingVersion(item.event, chunks, item.correlation_id))
+    await index_versions(deps, pending)
+
+
+async def index_versions(deps: Dependencies, versions: Sequence[PendingVersion]) -> None:
+    """Apply document versions to the index, blue/green, and publish their statuses.
+
+    Each version's plan (``domain.plan_version``) is one of: stale (nothing), unchanged (move the
+    record's latest version only), switch (insert the version's chunks under new ids, write the
+    record naming it live, retire every other version's chunks), or reapply (the live version
+    again: retire again). The documents of a batch go through each step together: one lookup of
+    their records, one insert of all the new chunks, one write of all the records, one deletion
+    of the retired chunks (per tenant), then their statuses, acknowledged together. Per-document
+    work cost a Weaviate round trip per step and document, and its CPU competed with the
+    embedder's model (bench/README.md).
+
+    The order of the steps is what keeps readers safe: every chunk of a version is written
+    before any record names it live, and retired only after. Every step is safe to repeat, so a
+    redelivery after a crash at any point converges: before a document's switch, the old
+    version is still live and the inserts are redone over the same ids; after it, the version
+    is live and the retirement runs again. A document with several versions in one batch gets
+    one round per version (``version_rounds``).
+
+    Args:
+        deps: The service's ports and metrics.
+        versions: The valid versions, in the order they were consumed.
 
     Raises:
-        PoisonMessageError: The message breaks the contract (it goes to the DLQ).
+        IndexWriteError, ConnectionError, ...: A step failed; the batch is to be redelivered.
     """
-    log = _log.bind(doc_id=event.doc_id, tenant=event.tenant, version=event.version)
-    try:
-        chunks = chunks_to_index(event, deps.settings.embedding_dimensions)
-    except InvalidEmbeddingsError as error:
-        raise PoisonMessageError(str(error)) from error
+    for round_versions in version_rounds(versions):
+        await _apply_round(deps, round_versions)
 
-    index, metrics = deps.index, deps.retriever_metrics
-    record = await index.document_record(event.tenant, event.doc_id)
-    plan = plan_version(event, record)
-    if plan.action is IndexAction.STALE:
-        # Acknowledged and dropped: a replay or a late duplicate must not bring old text back,
-        # and no status either, since the compacted status topic keeps only the latest.
-        metrics.stale_versions.labels(deps.metrics.service).inc()
-        log.info("stale_version_skipped", latest_version=record and record.latest_version)
+
+async def _apply_round(deps: Dependencies, versions: Sequence[PendingVersion]) -> None:
+    """Apply versions of distinct documents (``version_rounds``), each step once for all."""
+    index, metrics, service = deps.index, deps.retriever_metrics, deps.metrics.service
+    records = await _records_of(deps, versions)
+    applied: list[tuple[PendingVersion, IndexPlan]] = []
+    for version in versions:
+        record = records.get(version.document)
+        plan = plan_version(version.event, record)
+        if plan.action is IndexAction.STALE:
+            # Acknowledged and dropped: a replay or a late duplicate must not bring old text
+            # back, and no status either, since the compacted status topic keeps the latest.
+            metrics.stale_versions.labels(service).inc()
+            bind_correlation_id(version.correlation_id)
+            _log.info(
+                "stale_version_skipped",
+                doc_id=version.event.doc_id,
+                tenant=version.event.tenant,
+                version=version.event.version,
+                latest_version=record and record.latest_version,
+            )
+            continue
+        applied.append((version, plan))
+    if not applied:
         return
 
     started = time.perf_counter()
-    retired = 0
-    if plan.action is IndexAction.SWITCH and chunks:
-        await index.insert(chunks)
-        metrics.chunks_written.labels(deps.metrics.service).inc(len(chunks))
+    inserts = [
+        chunk
+        for version, plan in applied
+        if plan.action is IndexAction.SWITCH
+        for chunk in version.chunks
+    ]
+    if inserts:
+        await index.insert(inserts)
+        metrics.chunks_written.labels(service).inc(len(inserts))
         metrics.observe_stage("insert", time.perf_counter() - started)
-    if plan.record is not None:
-        # For a switch this one write is the moment readers move from the old version to this
-        # one; for an unchanged version it only moves the stale check's high-water mark.
+    # For a switch this write is the moment readers move from the old version to the new one;
+    # for an unchanged version it only moves the stale check's high-water mark.
+    new_records = [plan.record for _, plan in applied if plan.record is not None]
+    if new_records:
         step = time.perf_counter()
-        await index.write_record(plan.record)
+        await index.write_records(new_records)
         metrics.observe_stage("switch", time.perf_counter() - step)
-    if plan.action in (IndexAction.SWITCH, IndexAction.REAPPLY):
+    retire: dict[str, dict[str, int]] = {}
+    for version, plan in applied:
+        if plan.action in (IndexAction.SWITCH, IndexAction.REAPPLY):
+            retire.setdefault(version.event.tenant, {})[version.event.doc_id] = (
+                version.event.version
+            )
+    retired = 0
+    if retire:
         step = time.perf_counter()
-        retired = await index.delete_other_versions(event.tenant, event.doc_id, event.version)
-        metrics.chunks_retired.labels(deps.metrics.service).inc(retired)
+        for tenant, keep in sorted(retire.items()):
+            retired += await index.delete_other_versions(tenant, keep)
+        metrics.chunks_retired.labels(service).inc(retired)
         metrics.observe_stage("retire", time.perf_counter() - step)
-    if plan.action is IndexAction.UNCHANGED:
-        metrics.unchanged_versions.labels(deps.metrics.service).inc()
+    unchanged = sum(plan.action is IndexAction.UNCHANGED for _, plan in applied)
+    metrics.unchanged_versions.labels(service).inc(unchanged)
     finished = time.perf_counter()
 
-    status = document_status(event)
-    freshness = freshness_seconds(event.published_at, utc_now())
-    metrics.freshness.labels(deps.metrics.service, status.stage).observe(freshness)
-    await publish_event(
-        deps.broker, status, topic=DOCUMENT_STATUS, key=event.doc_id, metrics=deps.metrics
-    )
-    log.info(
-        "document_version_applied",
-        action=str(plan.action),
-        stage=status.stage,
-        chunks=len(chunks),
+    # Queued together, acknowledged together, before the batch is committed.
+    unconfirmed: list[asyncio.Future[Any]] = []
+    now = utc_now()
+    for version, plan in applied:
+        event = version.event
+        bind_correlation_id(version.correlation_id)
+        status = document_status(event)
+        freshness = freshness_seconds(event.published_at, now)
+        metrics.freshness.labels(service, status.stage).observe(freshness)
+        queued = await publish_event_unconfirmed(
+            deps.broker,
+            status,
+            topic=DOCUMENT_STATUS,
+            key=event.doc_id,
+            metrics=deps.metrics,
+            correlation_id=version.correlation_id,
+        )
+        unconfirmed.extend([queued] if queued is not None else [])
+        record = records.get(version.document)
+        _log.info(
+            "document_version_applied",
+            doc_id=event.doc_id,
+            tenant=event.tenant,
+            version=event.version,
+            action=str(plan.action),
+            stage=status.stage,
+            chunks=len(version.chunks),
+            live_version=record and record.live_version,
+            freshness_s=round(freshness, 3),
+        )
+    await asyncio.gather(*unconfirmed)
+    bind_correlation_id(None)
+    _log.info(
+        "index_batch_applied",
+        versions=len(applied),
+        chunks_written=len(inserts),
+        records_written=len(new_records),
         retired=retired,
-        live_version=record and record.live_version,
-        freshness_s=round(freshness, 3),
         index_ms=round((finished - started) * 1000, 1),
     )
+
+
+async def _records_of(
+    deps: Dependencies, versions: Sequence[PendingVersion]
+) -> dict[tuple[str, str], DocumentRecord]:
+    """Return the records of the versions' documents: one lookup per tenant."""
+    tenants = sorted({version.event.tenant for version in versions})
+    records: dict[tuple[str, str], DocumentRecord] = {}
+    for tenant in tenants:
+        doc_ids = {version.event.doc_id for version in versions if version.event.tenant == tenant}
+        found = await deps.index.document_records(tenant, doc_ids)
+        records.update({(tenant, doc_id): record for doc_id, record in found.items()})
+    return records
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from ragstream_retriever.domain import (
@@ -19,24 +19,26 @@ __all__ = ["ChunkIndex", "QueryEmbedder"]
 class ChunkIndex(Protocol):
     """The chunk store: per-document version records, chunk objects per version, hybrid search."""
 
-    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
-        """Return the document's version record, None if it has never been applied."""
+    async def document_records(
+        self, tenant: str, doc_ids: Collection[str]
+    ) -> dict[str, DocumentRecord]:
+        """Return the version records of those of ``doc_ids`` that have one, in one lookup."""
         ...
 
     async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
         """Return the live versions of those of ``doc_ids`` that have a record, in one lookup."""
         ...
 
-    async def write_record(self, record: DocumentRecord) -> None:
-        """Replace the document's version record with ``record`` in one write."""
+    async def write_records(self, records: Sequence[DocumentRecord]) -> None:
+        """Replace each record's document record with it (one write per tenant, not per record)."""
         ...
 
     async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
         """Write ``chunks`` under their object ids (writing an id again overwrites it)."""
         ...
 
-    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
-        """Delete the document's chunks of every version but ``keep_version``; return how many."""
+    async def delete_other_versions(self, tenant: str, keep: Mapping[str, int]) -> int:
+        """Delete each document's chunks of every version but ``keep[doc_id]``; return how many."""
         ...
 
     async def search(

@@ -58,6 +58,9 @@ class RetrieverSettings(ServiceSettings):
     # A new index group with a new collection re-reads the embeddings topic: a blue/green
     # re-index beside the live one.
     index_group_id: str = "retriever-index"
+    # The index role applies the versions waiting, up to this many, as one batch: each write
+    # step (record lookup, insert, switch, retirement) is one request for all of them.
+    index_batch_max_messages: int = Field(default=64, ge=1)
     # The search role takes the queries waiting, up to this many, as one batch: one model call
     # embeds them all. A batch forms while the previous one is being searched; waiting for more
     # queries (above 0 ms) would add that wait to a lone query's latency.

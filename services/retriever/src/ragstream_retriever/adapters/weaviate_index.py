@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import weaviate
@@ -183,6 +184,19 @@ def search_filter(tenant: str, filters: MetadataFilter | None = None) -> Any:
     return conditions[0] if len(conditions) == 1 else Filter.all_of(conditions)
 
 
+def _record_properties(record: DocumentRecord, written_at: datetime) -> dict[str, Any]:
+    return {
+        "tenant": record.tenant,
+        "doc_id": record.doc_id,
+        "latest_version": record.latest_version,
+        "live_version": record.live_version,
+        "live_doc_hash": record.live_doc_hash,
+        "live_fingerprint": record.live_fingerprint,
+        "live_chunk_count": record.live_chunk_count,
+        "updated_at": written_at,
+    }
+
+
 def _record(properties: Any) -> DocumentRecord:
     # Untyped collection: integers come back as ints, absent text as None.
     props: dict[str, Any] = dict(properties)
@@ -342,19 +356,25 @@ class WeaviateIndex:
         """Delete both collections and everything in them (tests and re-index tooling)."""
         await self._client.collections.delete([self.collection_name, self.versions_name])
 
-    async def document_record(self, tenant: str, doc_id: str) -> DocumentRecord | None:
-        """Return the document's version record, None if no version of it was ever applied.
+    async def document_records(
+        self, tenant: str, doc_ids: Collection[str]
+    ) -> dict[str, DocumentRecord]:
+        """Return the version records of those of ``doc_ids`` that have one, in one request.
 
         Args:
-            tenant: The tenant owning the document.
-            doc_id: The document id.
+            tenant: The tenant owning the documents.
+            doc_ids: The documents to look up.
         """
-        if not await self._has_tenant(self._versions, tenant):
-            return None
-        found = await self._versions.with_tenant(tenant).query.fetch_object_by_id(
-            document_object_id(tenant, doc_id), return_properties=_RECORD_PROPERTIES
+        if not doc_ids or not await self._has_tenant(self._versions, tenant):
+            return {}
+        ids = [document_object_id(tenant, doc_id) for doc_id in doc_ids]
+        result = await self._versions.with_tenant(tenant).query.fetch_objects(
+            filters=Filter.by_id().contains_any(ids),
+            limit=len(ids),
+            return_properties=_RECORD_PROPERTIES,
         )
-        return None if found is None else _record(found.properties)
+        records = (_record(obj.properties) for obj in result.objects)
+        return {record.doc_id: record for record in records}
 
     async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
         """Return the live version of each of ``doc_ids`` that has a record, in one request.
@@ -381,36 +401,35 @@ class WeaviateIndex:
             )
         return live
 
-    async def write_record(self, record: DocumentRecord) -> None:
-        """Replace the document's version record with ``record``, in one write.
+    async def write_records(self, records: Sequence[DocumentRecord]) -> None:
+        """Replace each document's version record with the one given: one write per tenant.
 
         Args:
-            record: The record to store.
+            records: The records to store, at most one per document.
 
         Raises:
-            IndexWriteError: Weaviate rejected the record.
+            IndexWriteError: Weaviate rejected some of them (the others may be written).
         """
-        properties: dict[str, Any] = {
-            "tenant": record.tenant,
-            "doc_id": record.doc_id,
-            "latest_version": record.latest_version,
-            "live_version": record.live_version,
-            "live_doc_hash": record.live_doc_hash,
-            "live_fingerprint": record.live_fingerprint,
-            "live_chunk_count": record.live_chunk_count,
-            "updated_at": utc_now(),
-        }
-        obj = DataObject(
-            properties=properties, uuid=document_object_id(record.tenant, record.doc_id)
-        )
-        # A batch write replaces an existing object with the same id as a whole: an upsert.
-        # The batch path creates the tenant's shard if this is the tenant's first write.
-        result = await self._versions.with_tenant(record.tenant).data.insert_many([obj])
-        if result.has_errors:
-            raise IndexWriteError(
-                f"version record rejected: {next(iter(result.errors.values())).message}"
-            )
-        self._known_tenants[self.versions_name].add(record.tenant)
+        written_at = utc_now()
+        for tenant in sorted({record.tenant for record in records}):
+            objects = [
+                DataObject(
+                    properties=_record_properties(record, written_at),
+                    uuid=document_object_id(record.tenant, record.doc_id),
+                )
+                for record in records
+                if record.tenant == tenant
+            ]
+            # A batch write replaces an existing object with the same id as a whole: an upsert.
+            # The batch path creates the tenant's shard if this is the tenant's first write.
+            result = await self._versions.with_tenant(tenant).data.insert_many(objects)
+            if result.has_errors:
+                first = next(iter(result.errors.values()))
+                raise IndexWriteError(
+                    f"{len(result.errors)} of {len(objects)} version records rejected: "
+                    f"{first.message}"
+                )
+            self._known_tenants[self.versions_name].add(tenant)
 
     async def insert(self, chunks: Sequence[IndexedChunk]) -> None:
         """Write ``chunks`` under their deterministic ids (a redelivery overwrites, not adds).
@@ -441,13 +460,15 @@ class WeaviateIndex:
                 )
             self._known_tenants[self.collection_name].add(tenant)
 
-    async def delete_other_versions(self, tenant: str, doc_id: str, keep_version: int) -> int:
-        """Delete the document's chunks of every version but ``keep_version``.
+    async def delete_other_versions(self, tenant: str, keep: Mapping[str, int]) -> int:
+        """Delete each document's chunks of every version but the one ``keep`` names for it.
+
+        One filter covers all the documents, so a batch's retirement is one request (or more
+        when more chunks match than one pass deletes).
 
         Args:
-            tenant: The tenant owning the document.
-            doc_id: The document id.
-            keep_version: The version that stays (a deletion's version: nothing stays).
+            tenant: The tenant owning the documents.
+            keep: The version that stays, per document id (a deletion's version: nothing stays).
 
         Returns:
             How many chunks were deleted.
@@ -455,11 +476,15 @@ class WeaviateIndex:
         Raises:
             IndexWriteError: Some deletions failed.
         """
-        if not await self._has_tenant(self._chunks, tenant):
+        if not keep or not await self._has_tenant(self._chunks, tenant):
             return 0
         shard = self._chunks.with_tenant(tenant)
-        where = _document_filter(tenant, doc_id) & Filter.by_property("version").not_equal(
-            keep_version
+        where = Filter.any_of(
+            [
+                _document_filter(tenant, doc_id)
+                & Filter.by_property("version").not_equal(version)
+                for doc_id, version in sorted(keep.items())
+            ]
         )
         deleted = 0
         while True:
