@@ -481,8 +481,7 @@ class WeaviateIndex:
         shard = self._chunks.with_tenant(tenant)
         where = Filter.any_of(
             [
-                _document_filter(tenant, doc_id)
-                & Filter.by_property("version").not_equal(version)
+                _document_filter(tenant, doc_id) & Filter.by_property("version").not_equal(version)
                 for doc_id, version in sorted(keep.items())
             ]
         )
