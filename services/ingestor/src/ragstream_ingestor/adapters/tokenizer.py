@@ -41,7 +41,9 @@ class WordPieceCounter:
         """
         if not texts:
             return []
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        # Only the ids are counted: the fast variant skips the character offsets, a third of
+        # the chunker's time.
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=True)
         return [len(encoding.ids) for encoding in encodings]
 
 
