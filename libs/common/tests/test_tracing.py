@@ -37,6 +37,7 @@ from ragstream_common.messaging import (
     consumer_options,
     create_broker,
     handle_each,
+    handle_in_order,
     publish_event,
     publish_event_unconfirmed,
     valid_events,
@@ -276,19 +277,20 @@ class TestBatchHopsOnKafka:
     async def test_batch_records_are_handled_and_republished_in_their_own_traces(
         self, spans: InMemorySpanExporter
     ) -> None:
-        """Each record of a real batch keeps its producer's trace: in handle_each, and on what a
-        batch handler publishes for it, with or without handle_each (the correlation id too)."""
+        """Each record of a real batch keeps its producer's trace: in handle_each and
+        handle_in_order, and on what a batch handler publishes for it, with or without them (the
+        correlation id too)."""
         bootstrap = "127.0.0.1:9092"
         run = uuid.uuid4().hex[:8]
-        source, via_each, via_loop = (f"tracing-{name}-{run}" for name in ("in", "each", "loop"))
-        await ensure_topics(
-            bootstrap, [TopicSpec(name, partitions=1) for name in (source, via_each, via_loop)]
-        )
+        topics = [f"tracing-{name}-{run}" for name in ("in", "each", "loop", "order")]
+        source, via_each, via_loop, via_order = topics
+        await ensure_topics(bootstrap, [TopicSpec(name, partitions=1) for name in topics])
         settings = ServiceSettings(service_name="tracing-test", kafka_bootstrap=bootstrap)
         metrics = ServiceMetrics("tracing-test")
         producer = create_broker(settings, metrics)
         consumer = create_broker(settings, metrics)
         handled: dict[str, tuple[str | None, str | None]] = {}
+        handled_in_order: dict[str, tuple[str | None, str | None]] = {}
         expected = 2
 
         @batch_subscriber(
@@ -316,8 +318,18 @@ class TestBatchHopsOnKafka:
                 await queued
             bind_correlation_id(None)
 
+            async def handle_record(record: Any) -> list[asyncio.Future[Any]]:
+                event = DocumentUpserted.model_validate_json(record.value)
+                handled_in_order[event.doc_id] = (current_trace_id(), current_correlation_id())
+                queued = await publish_event_unconfirmed(
+                    consumer, event, topic=via_order, key=event.doc_id
+                )
+                return [queued] if queued is not None else []
+
+            await handle_in_order(message, handle_record, broker=consumer, metrics=metrics)
+
         tail = AIOKafkaConsumer(
-            via_each, via_loop, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+            via_each, via_loop, via_order, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
         )
         traces: dict[str, str] = {}
         async with _started(producer), _started(consumer):
@@ -335,11 +347,13 @@ class TestBatchHopsOnKafka:
                             key=f"doc-{n}",
                             correlation_id=trace_id,
                         )
-                records = await _read(tail, 2 * expected)
+                records = await _read(tail, 3 * expected)
             finally:
                 await tail.stop()
 
         assert handled == {doc: (trace_id, trace_id) for doc, trace_id in traces.items()}
+        assert handled_in_order == handled
+        assert {record.topic for record in records} == {via_each, via_loop, via_order}
         for record in records:
             trace_id = traces[record.key.decode()]
             assert _header(record, "correlation_id") == trace_id, record.topic

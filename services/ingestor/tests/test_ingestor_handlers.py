@@ -173,8 +173,9 @@ class TestUpsert:
         async with TestKafkaBroker(broker):
             body = _upsert().model_dump_json().encode()
             record = await build_message(body, topic=DOCUMENTS, key=b"doc-1", serializer=None)
+            # The subscriber takes batches: a batch of this one record.
             await _documents_subscriber(broker).process_message(
-                dataclasses.replace(record, offset=41)
+                (dataclasses.replace(record, offset=41),)
             )
 
         assert [event.version for event in received.chunked] == [42]
@@ -324,7 +325,7 @@ class TestRejection:
                 raise MessageSizeTooLargeError("The message is 9000000 bytes")
             await publish_event(broker, event, topic=topic, **kwargs)
 
-        monkeypatch.setattr(ragstream_ingestor.handlers, "publish_event", refuse_chunks)
+        monkeypatch.setattr(ragstream_ingestor.handlers, "publish_event_unconfirmed", refuse_chunks)
         broker, received, _ = _ingestor(word_counter)
         async with TestKafkaBroker(broker) as test_broker:
             await publish_event(test_broker, _upsert(), topic=DOCUMENTS, key="doc-1")
@@ -333,6 +334,36 @@ class TestRejection:
         assert status.stage == "failed"
         assert "exceed one Kafka message" in (status.reason or "")
         assert [letter.error_type for letter in received.letters] == ["PoisonMessageError"]
+
+
+class TestBatches:
+    async def test_a_batch_is_handled_in_order_and_poison_goes_alone(
+        self, word_counter: TokenCounter
+    ) -> None:
+        """Documents consumed together come out in their order, each under its own correlation
+        id; a malformed one between them is dead-lettered without holding the others back."""
+        broker, received, _ = _ingestor(word_counter)
+        batch = [
+            _upsert(doc_id="doc-a").model_dump_json().encode(),
+            b"{not json",
+            DocumentDeleted(doc_id="doc-b", tenant="acme").model_dump_json().encode(),
+            _upsert(doc_id="doc-a", content="# New\n\nRewritten.").model_dump_json().encode(),
+        ]
+        async with TestKafkaBroker(broker) as test_broker:
+            await test_broker.publish_batch(*batch, topic=DOCUMENTS)
+
+        assert [(e.doc_id, len(e.chunks) > 0) for e in received.chunked] == [
+            ("doc-a", True),
+            ("doc-b", False),
+            ("doc-a", True),
+        ]
+        assert received.chunked[0].doc_hash != received.chunked[2].doc_hash
+        assert [(s.doc_id, s.stage) for s in received.statuses] == [
+            ("doc-a", "chunked"),
+            ("doc-a", "chunked"),
+        ]
+        [letter] = received.letters
+        assert base64.b64decode(letter.original_value_b64) == b"{not json"
 
 
 class TestDelete:
@@ -379,7 +410,7 @@ class TestDelete:
             record = await build_message(None, topic=DOCUMENTS, key=b"doc-7", serializer=None)
             assert record.value is None
             await _documents_subscriber(broker).process_message(
-                dataclasses.replace(record, offset=99)
+                (dataclasses.replace(record, offset=99),)
             )
 
         assert [(event.doc_id, event.version) for event in received.chunked] == [("doc-7", 100)]

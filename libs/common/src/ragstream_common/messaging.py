@@ -54,6 +54,7 @@ __all__ = [
     "create_broker",
     "dead_letter",
     "handle_each",
+    "handle_in_order",
     "publish_event",
     "publish_event_unconfirmed",
     "record_header",
@@ -460,17 +461,7 @@ async def valid_events(
         metrics: Counts them.
     """
     records = batch_records(message)
-    correlation_ids = [record_header(record, "correlation_id") for record in records]
-    parents = [remote_parent(_decoded_headers(record)) for record in records]
-    # What the handler then publishes for a record joins that record's trace, whether it goes
-    # through handle_each or not (see _publication_trace); dead letters too.
-    _batch_parents.set(
-        {
-            correlation_id: parent
-            for correlation_id, parent in zip(correlation_ids, parents, strict=True)
-            if correlation_id is not None and parent is not None
-        }
-    )
+    correlation_ids, parents = _trace_batch(records)
     received: list[Received[EventT]] = []
     for record, correlation_id, parent in zip(records, correlation_ids, parents, strict=True):
         try:
@@ -482,6 +473,64 @@ async def valid_events(
             continue
         received.append(Received(event, record, correlation_id, parent))
     return received
+
+
+def _trace_batch(
+    records: Sequence[ConsumerRecord[Any, Any]],
+) -> tuple[list[str | None], list[SpanContext | None]]:
+    """Return each record's correlation id and span context, and remember them for the batch.
+
+    What the handler then publishes for a record joins that record's trace, whether it goes
+    through ``handle_each`` or not (see ``_publication_trace``); dead letters too.
+    """
+    correlation_ids = [record_header(record, "correlation_id") for record in records]
+    parents = [remote_parent(_decoded_headers(record)) for record in records]
+    _batch_parents.set(
+        {
+            correlation_id: parent
+            for correlation_id, parent in zip(correlation_ids, parents, strict=True)
+            if correlation_id is not None and parent is not None
+        }
+    )
+    return correlation_ids, parents
+
+
+async def handle_in_order(
+    message: StreamMessage[Any],
+    handle: Callable[[ConsumerRecord[Any, Any]], Awaitable[Sequence[asyncio.Future[Any]]]],
+    *,
+    broker: KafkaBroker,
+    metrics: ServiceMetrics,
+) -> None:
+    """Handle a batch's records one after another, then wait for everything they queued.
+
+    For records that must be handled in order and whose body is not always an event (the
+    ingestor's documents: a document's versions, tombstones). Each record is handled in its own
+    trace under its own correlation id; one that turns out to be poison is dead-lettered alone;
+    any other failure fails the batch at once, to be redelivered whole, so ``handle`` must be
+    idempotent. ``handle`` returns the acknowledgements of what it queued
+    (``publish_event_unconfirmed``): they are awaited together, before the batch is committed,
+    so the batch costs one round trip to Kafka rather than one per publication.
+
+    Args:
+        message: The batch.
+        handle: What to do with one record; returns the acknowledgements to wait for.
+        broker: Publishes dead letters.
+        metrics: Counts them.
+    """
+    records = batch_records(message)
+    correlation_ids, parents = _trace_batch(records)
+    unconfirmed: list[asyncio.Future[Any]] = []
+    for record, correlation_id, parent in zip(records, correlation_ids, parents, strict=True):
+        with child_span(f"{record.topic} handle", parent, kind=SpanKind.CONSUMER):
+            bind_correlation_id(correlation_id)
+            try:
+                unconfirmed.extend(await handle(record))
+            except _POISON as error:
+                await dead_letter(
+                    broker, record_message(record), error, service=metrics.service, metrics=metrics
+                )
+    await asyncio.gather(*unconfirmed)
 
 
 def _decoded_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:

@@ -1,17 +1,31 @@
-"""The ingestor's subscriber: documents in, one chunked version (and its status) out."""
+"""The ingestor's subscriber: documents in, one chunked version (and its status) out.
+
+Documents are consumed in batches and handled one after another, in order (a document's versions
+must keep it); what they publish is queued and acknowledged once per batch.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import DocumentDeleted, DocumentUpserted
 from ragstream_common.logging import get_logger
-from ragstream_common.messaging import PoisonMessageError, consumer_options, publish_event
+from ragstream_common.messaging import (
+    PoisonMessageError,
+    batch_subscriber,
+    consumer_options,
+    handle_in_order,
+    publish_event,
+    publish_event_unconfirmed,
+)
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, DOCUMENTS
 from ragstream_ingestor.chunking import ChunkingPolicy, TokenCounter
@@ -66,14 +80,22 @@ def build_router(deps: Dependencies) -> KafkaRouter:
     )
     service = deps.metrics.service
 
+    @batch_subscriber(
+        router,
+        DOCUMENTS,
+        max_messages=settings.batch_max_messages,
+        **consumer_options(settings, settings.consumer_group),
+    )
+    async def on_documents(message: KafkaMessage) -> None:
+        await handle_in_order(message, on_document, broker=deps.broker, metrics=deps.metrics)
+
     # The body is decoded here rather than by FastStream: a tombstone (a record whose value is
     # null) is a delete, and must not be dead-lettered as an invalid event.
-    @router.subscriber(DOCUMENTS, **consumer_options(settings, settings.consumer_group))
-    async def on_document(message: KafkaMessage) -> None:
-        """Chunk an upserted document, or turn a delete (or tombstone) into an empty version."""
-        record = message.raw_message
-        if isinstance(record, tuple):  # pragma: no cover - this subscriber is not a batch one
-            raise TypeError("the documents subscriber expects one record at a time")
+    async def on_document(record: ConsumerRecord[Any, Any]) -> Sequence[asyncio.Future[Any]]:
+        """Chunk an upserted document, or turn a delete (or tombstone) into an empty version.
+
+        Returns the acknowledgements of what it published, for the batch to wait for.
+        """
         version = document_version(record.offset)
         try:
             event = document_event(record.key, record.value, record.timestamp)
@@ -81,9 +103,9 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             raise PoisonMessageError(str(error)) from error
 
         if isinstance(event, DocumentDeleted):
-            await _delete(deps, event, version, tombstone=record.value is None)
+            acknowledgements = await _delete(deps, event, version, tombstone=record.value is None)
             documents_handled.labels(service, "deleted").inc()
-            return
+            return acknowledgements
 
         try:
             with deps.metrics.time_stage("chunk"):
@@ -105,22 +127,27 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                 version=version,
                 replaced=ingested.replaced,
             )
+        queued: list[asyncio.Future[Any] | None]
         try:
-            await publish_event(
-                deps.broker, chunked, topic=CHUNKS, key=event.doc_id, metrics=deps.metrics
-            )
+            queued = [
+                await publish_event_unconfirmed(
+                    deps.broker, chunked, topic=CHUNKS, key=event.doc_id, metrics=deps.metrics
+                )
+            ]
         except MessageSizeTooLargeError as error:
             # Retrying cannot shrink it, so it is poison like an unparseable document.
             reason = f"{len(chunked.chunks)} chunks exceed one Kafka message: {error}"
             await _reject(deps, event, version, reason)
             documents_handled.labels(service, "rejected").inc()
             raise PoisonMessageError(reason) from error
-        await publish_event(
-            deps.broker,
-            chunked_status(chunked),
-            topic=DOCUMENT_STATUS,
-            key=event.doc_id,
-            metrics=deps.metrics,
+        queued.append(
+            await publish_event_unconfirmed(
+                deps.broker,
+                chunked_status(chunked),
+                topic=DOCUMENT_STATUS,
+                key=event.doc_id,
+                metrics=deps.metrics,
+            )
         )
         chunks_produced.labels(service).inc(len(chunked.chunks))
         documents_handled.labels(service, "chunked").inc()
@@ -132,15 +159,16 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             chunk_count=len(chunked.chunks),
             doc_hash=chunked.doc_hash,
         )
+        return [future for future in queued if future is not None]
 
     return router
 
 
 async def _delete(
     deps: Dependencies, event: DocumentDeleted, version: int, *, tombstone: bool
-) -> None:
+) -> list[asyncio.Future[Any]]:
     # No status here: the retriever reports `deleted` once the chunks have left the index.
-    await publish_event(
+    queued = await publish_event_unconfirmed(
         deps.broker,
         chunk_deletion(event, version),
         topic=CHUNKS,
@@ -154,6 +182,7 @@ async def _delete(
         version=version,
         tombstone=tombstone,
     )
+    return [queued] if queued is not None else []
 
 
 async def _reject(deps: Dependencies, event: DocumentUpserted, version: int, reason: str) -> None:

@@ -22,6 +22,9 @@ class IngestorSettings(ServiceSettings):
     service_name: str = "ingestor"
     http_port: int = 8101
     consumer_group: str = "ingestor"
+    # Documents waiting are taken up to this many at a time: handled in order, with what they
+    # publish acknowledged once for the batch.
+    batch_max_messages: int = Field(default=32, ge=1)
     # all-MiniLM-L6-v2 reads at most 256 word pieces and silently drops the rest; the app
     # refuses to start with a budget above the model's limit.
     chunk_max_tokens: int = Field(default=256, ge=32)
