@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from typing import Any
 
 __all__ = [
+    "median_run",
     "mrr_at_k",
     "ndcg_at_k",
     "percentile",
@@ -122,3 +124,19 @@ def ndcg_at_k(ranked: Sequence[str], relevant: Collection[str], k: int) -> float
     )
     ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(set(relevant)), k) + 1))
     return dcg / ideal
+
+
+def median_run(runs: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Return the run whose ``key`` is the median; of an even number, the lower of the middle two.
+
+    A run rather than an average of runs, so that the figures reported together (chunks/s on
+    both sides, efficiency) come from one measurement.
+
+    Args:
+        runs: The repetitions, each holding ``key``.
+        key: The figure to rank them by.
+    """
+    if not runs:
+        raise ValueError("no runs to choose from")
+    ranked = sorted(runs, key=lambda run: run[key])
+    return ranked[(len(ranked) - 1) // 2]

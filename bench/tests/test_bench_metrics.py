@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bench.metrics import (
+    median_run,
     mrr_at_k,
     ndcg_at_k,
     percentile,
@@ -97,3 +98,22 @@ class TestNdcgAtK:
     def test_nothing_relevant_found(self) -> None:
         """No relevant document in the first k gives zero."""
         assert ndcg_at_k(["x", "y"], {"a"}, k=10) == 0.0
+
+
+class TestMedianRun:
+    def test_an_odd_number_of_runs_gives_the_middle_one(self) -> None:
+        runs = [{"e": 0.9, "n": 1}, {"e": 0.7, "n": 2}, {"e": 0.8, "n": 3}]
+
+        assert median_run(runs, "e") == {"e": 0.8, "n": 3}
+
+    def test_an_even_number_gives_the_lower_middle_run(self) -> None:
+        runs = [{"e": 0.9}, {"e": 0.7}, {"e": 0.8}, {"e": 0.6}]
+
+        assert median_run(runs, "e") == {"e": 0.7}
+
+    def test_one_run_is_its_own_median(self) -> None:
+        assert median_run([{"e": 0.5}], "e") == {"e": 0.5}
+
+    def test_no_runs_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="no runs"):
+            median_run([], "e")
