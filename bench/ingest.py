@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bench.accounting import Reading, measure, time_accounts
 from bench.chunk_texts import pipeline_chunk_texts
 from bench.metrics import median_run, percentile, ratio
 from bench.pipeline import (
@@ -20,6 +21,7 @@ from bench.pipeline import (
     run_token,
     synthetic_documents,
 )
+from ragstream_cli.stack.paths import stack_dir
 
 __all__ = ["bare_model_chunks_per_s", "run"]
 
@@ -47,6 +49,7 @@ def _repetition(
     *,
     kafka: str,
     gateway_url: str,
+    embedder_url: str | None,
     documents: int,
     console: Console,
     cleanup: bool,
@@ -60,7 +63,14 @@ def _repetition(
     console.print(f"[bold]ingest[/]: {len(texts)} chunks through the bare model")
     bare_before = bare_model_chunks_per_s(model, texts, forward_batch)
     console.print(f"[bold]ingest[/]: {documents} fresh documents through the pipeline")
-    measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
+    readings: list[Reading] = []
+    measured = ingest_documents(
+        docs,
+        kafka=kafka,
+        gateway_url=gateway_url,
+        console=console,
+        around=measure(stack_dir(), embedder_url, readings),
+    )
     console.print(f"[bold]ingest[/]: the same {len(texts)} chunks through the bare model again")
     bare_after = bare_model_chunks_per_s(model, texts, forward_batch)
     bare = max(bare_before, bare_after, key=lambda run: run["chunks_per_s"])
@@ -83,6 +93,7 @@ def _repetition(
         # Equal when the pipeline indexed every chunk the ingestor's code makes of the corpus.
         "bare_chunks_match_pipeline": len(texts) == measured.chunks,
         "pipeline_efficiency": efficiency or 0.0,
+        "time_accounts": time_accounts(readings[0], readings[-1], measured.chunks),
         "freshness_ms": freshness,
         "freshness_p50_ms": percentile(freshness, 50) if freshness else None,
         "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
@@ -95,6 +106,7 @@ def run(
     gateway_url: str,
     documents: int,
     console: Console,
+    embedder_url: str | None = None,
     repeats: int = 1,
     cleanup: bool = True,
 ) -> dict[str, Any]:
@@ -105,6 +117,7 @@ def run(
         gateway_url: The gateway.
         documents: How many synthetic documents per run (about three chunks each).
         console: Progress output.
+        embedder_url: The embedder, for the time its model ran (``time_accounts``).
         repeats: Paired runs (bare model, pipeline, bare model) on fresh corpora; the reported
             run is the median by efficiency, and every run is kept in ``runs``.
         cleanup: Delete the benchmark's documents afterwards.
@@ -128,6 +141,7 @@ def run(
                 forward_batch,
                 kafka=kafka,
                 gateway_url=gateway_url,
+                embedder_url=embedder_url,
                 documents=documents,
                 console=console,
                 cleanup=cleanup,

@@ -12,9 +12,11 @@ import asyncio
 import json
 import random
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -169,6 +171,7 @@ def ingest_documents(
     tenant: str = BENCH_TENANT,
     timeout_s: float = 600.0,
     console: Console | None = None,
+    around: AbstractContextManager[Any] | None = None,
 ) -> IngestMeasurement:
     """Publish ``documents`` to Kafka, wait until every one is indexed, and measure the run.
 
@@ -179,6 +182,8 @@ def ingest_documents(
         tenant: The tenant to index them under.
         timeout_s: How long to wait for the index after publishing.
         console: Where the progress goes (a bar on a terminal, lines elsewhere).
+        around: Entered just before the first publish and left once the last document is
+            indexed, before the freshness is read (``accounting.measure``).
     """
     console = console or Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="ragstream-bench-") as folder:
@@ -186,7 +191,8 @@ def ingest_documents(
         path.write_text("".join(json.dumps(doc) + "\n" for doc in documents), encoding="utf-8")
         options = IngestOptions(kafka=kafka, tenant=tenant, wait=True, timeout_s=timeout_s)
         mode: DisplayMode = "bar" if console.is_terminal else "lines"
-        report = asyncio.run(ingest(discover([str(path)]), options, mode))
+        with around if around is not None else nullcontext():
+            report = asyncio.run(ingest(discover([str(path)]), options, mode))
     doc_ids = [doc["doc_id"] for doc in documents]
     freshness = asyncio.run(_freshness(gateway_url, doc_ids, tenant))
     return IngestMeasurement(

@@ -112,6 +112,24 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
             ),
             (
                 "ingest",
+                "model chunks/s inside the pipeline",
+                r.get("time_accounts", {}).get("model_chunks_per_s"),
+                "per second of the embedder's model time, same run",
+            ),
+            (
+                "ingest",
+                "model busy share",
+                r.get("time_accounts", {}).get("model_busy_share"),
+                "embedder model time / pipeline wall time",
+            ),
+            (
+                "ingest",
+                "cores besides the model",
+                r.get("time_accounts", {}).get("cores_besides_model"),
+                "CPU-s of every other stack process and the benchmark / wall time",
+            ),
+            (
+                "ingest",
                 "freshness p50 (ms)",
                 r["freshness_p50_ms"],
                 "per document, received to indexed",
@@ -327,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             kafka=kafka,
             gateway_url=gateway,
             documents=scale.ingest_documents,
+            embedder_url=platform.service_urls["embedder"],
             repeats=scale.ingest_repeats,
             console=console,
         ),
