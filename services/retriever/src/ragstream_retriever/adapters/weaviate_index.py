@@ -365,15 +365,8 @@ class WeaviateIndex:
             tenant: The tenant owning the documents.
             doc_ids: The documents to look up.
         """
-        if not doc_ids or not await self._has_tenant(self._versions, tenant):
-            return {}
-        ids = [document_object_id(tenant, doc_id) for doc_id in doc_ids]
-        result = await self._versions.with_tenant(tenant).query.fetch_objects(
-            filters=Filter.by_id().contains_any(ids),
-            limit=len(ids),
-            return_properties=_RECORD_PROPERTIES,
-        )
-        records = (_record(obj.properties) for obj in result.objects)
+        found = await self._records_of(tenant, doc_ids, _RECORD_PROPERTIES)
+        records = (_record(properties) for properties in found)
         return {record.doc_id: record for record in records}
 
     async def live_versions(self, tenant: str, doc_ids: Collection[str]) -> dict[str, LiveVersion]:
@@ -385,21 +378,29 @@ class WeaviateIndex:
             tenant: The tenant owning the documents.
             doc_ids: The documents to look up.
         """
+        found = await self._records_of(
+            tenant, doc_ids, ["doc_id", "live_version", "live_chunk_count"]
+        )
+        return {
+            str(props["doc_id"]): LiveVersion(
+                version=int(props["live_version"]), chunk_count=int(props["live_chunk_count"])
+            )
+            for props in found
+        }
+
+    async def _records_of(
+        self, tenant: str, doc_ids: Collection[str], properties: list[str]
+    ) -> list[dict[str, Any]]:
+        """Return ``properties`` of the records of those of ``doc_ids`` that have one."""
         if not doc_ids or not await self._has_tenant(self._versions, tenant):
-            return {}
+            return []
         ids = [document_object_id(tenant, doc_id) for doc_id in doc_ids]
         result = await self._versions.with_tenant(tenant).query.fetch_objects(
             filters=Filter.by_id().contains_any(ids),
             limit=len(ids),
-            return_properties=["doc_id", "live_version", "live_chunk_count"],
+            return_properties=properties,
         )
-        live = {}
-        for obj in result.objects:
-            props: dict[str, Any] = dict(obj.properties)
-            live[str(props["doc_id"])] = LiveVersion(
-                version=int(props["live_version"]), chunk_count=int(props["live_chunk_count"])
-            )
-        return live
+        return [dict(obj.properties) for obj in result.objects]
 
     async def write_records(self, records: Sequence[DocumentRecord]) -> None:
         """Replace each document's version record with the one given: one write per tenant.
