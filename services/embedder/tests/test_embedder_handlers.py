@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import math
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -238,43 +236,6 @@ class TestBatching:
             )
         assert [len(call) for call in model.calls] == [2, 2]
         assert [event.doc_id for event in embedder.received.embedded] == ["a", "b", "c"]
-
-    async def test_the_next_part_is_embedded_while_this_one_is_published(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """The model starts on the second part before the first part's events are queued, so it
-        never waits for their serialising and queueing; the parts still come out in order."""
-        second_call = threading.Event()
-
-        class RecordingModel(FakeModel):
-            def embed(self, texts: Sequence[str]) -> list[list[float]]:
-                if self.calls:
-                    second_call.set()
-                return super().embed(texts)
-
-        publish = ragstream_embedder.handlers.publish_event_unconfirmed
-        seen_at_first_publish: list[bool] = []
-
-        async def publish_after_the_next_call(*args: Any, **kwargs: Any) -> Any:
-            if not seen_at_first_publish:
-                # Sequential embedding would call the model again only after this returns.
-                seen_at_first_publish.append(await asyncio.to_thread(second_call.wait, 5.0))
-            return await publish(*args, **kwargs)
-
-        monkeypatch.setattr(
-            ragstream_embedder.handlers, "publish_event_unconfirmed", publish_after_the_next_call
-        )
-        model = RecordingModel()
-        embedder = _embedder(model, EmbedderSettings(model_call_max_texts=2))
-        async with TestKafkaBroker(embedder.broker):
-            await embedder.consume_batch(
-                await _record(_document("a", ["one", "two"])),
-                await _record(_document("b", ["three", "four"]), offset=1),
-            )
-
-        assert seen_at_first_publish == [True]
-        assert [len(call) for call in model.calls] == [2, 2]
-        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b"]
 
     async def test_batch_subscriber_uses_the_batch_settings(self) -> None:
         """The batch size and wait come from the settings: the latency/throughput knob."""

@@ -78,10 +78,9 @@ def plan_batch(documents: Sequence[DocumentChunked]) -> EmbeddingPlan:
 def model_call_parts(chunk_counts: Sequence[int], max_texts: int) -> list[range]:
     """Split a batch's documents, in order, into runs of about ``max_texts`` chunks each.
 
-    Each run is embedded in one model call and published as soon as it is embedded (while the
-    model works on the next), so the retriever indexes the first documents of a large batch
-    while the model works on the rest. A document is never split; one larger than ``max_texts``
-    is a run of its own.
+    Each run is embedded in one model call and published before the next starts, so the
+    retriever indexes the first documents of a large batch while the model works on the rest. A
+    document is never split; one larger than ``max_texts`` is a run of its own.
 
     Args:
         chunk_counts: Each document's number of chunks, in record order.

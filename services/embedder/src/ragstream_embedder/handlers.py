@@ -7,7 +7,6 @@ loop), one cache write for the new vectors, then one ``ChunksEmbedded`` per reco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,7 +33,6 @@ from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS
 from ragstream_embedder.cache import CacheGuard, EmbeddingCache, Vector
 from ragstream_embedder.domain import (
-    EmbeddingPlan,
     as_float32,
     cache_key,
     embedded_events,
@@ -68,15 +66,6 @@ class EmbeddingModelPort(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Return one vector per text; blocking, CPU-bound."""
         ...
-
-
-@dataclass(frozen=True)
-class EmbeddedPart:
-    """One part of a batch, embedded: its plan, a vector per distinct text, how many were new."""
-
-    plan: EmbeddingPlan
-    vectors: list[list[float]]
-    embedded_count: int
 
 
 @dataclass
@@ -177,46 +166,20 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         model = deps.model
         unconfirmed: list[asyncio.Future[Any]] = []
         counts = [len(item.event.chunks) for item in received]
-        parts = [
-            [received[i] for i in part]
-            for part in model_call_parts(counts, settings.model_call_max_texts)
-        ]
         # One model call per part, each part published as soon as it is embedded: the retriever
-        # indexes the start of a large batch while the model works on the rest. The next part's
-        # call starts before this part is published, so the model does not wait while every
-        # event is serialised and queued (the parts are still published in order).
-        embedding = asyncio.create_task(embed_part(parts[0], model))
-        try:
-            for number, part in enumerate(parts):
-                embedded = await embedding
-                if number + 1 < len(parts):
-                    embedding = asyncio.create_task(embed_part(parts[number + 1], model))
-                unconfirmed += await publish_part(part, embedded, model)
-        finally:
-            # A part that failed to publish must not leave the next one running unobserved.
-            if not embedding.done():
-                embedding.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await embedding
+        # indexes the start of a large batch while the model works on the rest.
+        for part in model_call_parts(counts, settings.model_call_max_texts):
+            unconfirmed += await embed_and_publish([received[i] for i in part], model)
         # Before the batch is committed: a record Kafka refused fails the batch, to be redelivered.
         await asyncio.gather(*unconfirmed)
 
-    async def embed_part(
+    async def embed_and_publish(
         part: Sequence[Received[DocumentChunked]], model: EmbeddingModelPort
-    ) -> EmbeddedPart:
-        """Return the vectors of one part of a batch, from the cache or the model."""
-        plan = plan_batch([item.event for item in part])
-        vectors, embedded_count = await vectors_of(plan.texts, model)
-        return EmbeddedPart(plan, vectors, embedded_count)
-
-    async def publish_part(
-        part: Sequence[Received[DocumentChunked]],
-        embedded: EmbeddedPart,
-        model: EmbeddingModelPort,
     ) -> list[asyncio.Future[Any]]:
-        """Queue one embedded part's events; return the acknowledgements to await."""
+        """Embed one part of a batch and queue its events; return the acknowledgements to await."""
         documents = [item.event for item in part]
-        plan, vectors, embedded_count = embedded.plan, embedded.vectors, embedded.embedded_count
+        plan = plan_batch(documents)
+        vectors, embedded_count = await vectors_of(plan.texts, model)
 
         # Queued one by one, in record order, so two versions of a document keep their order;
         # acknowledged all together at the end of the batch, so the model waits one round trip,
