@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from ragstream_cli.stack.errors import InstallError, MissingToolError
 from ragstream_cli.stack.processes import read_log_tail
 from ragstream_cli.stack.progress import Reporter
 from ragstream_cli.stack.sysutil import file_lock
+
+T = TypeVar("T")
 
 __all__ = [
     "INSTALL_MARKER",
@@ -191,23 +194,23 @@ def apt_knows(package: str) -> bool:
 def apt_install(
     package: str,
     *,
-    installed: Callable[[], bool],
-    missing: str,
+    find: Callable[[], T | None],
+    absent: str,
     manual: str,
     log_path: Path,
     lock_path: Path,
     reporter: Reporter,
-) -> None:
-    """Install Debian's ``package`` with apt-get, once, whoever else is trying at the same time.
+) -> T:
+    """Return what Debian's ``package`` provides, installing it with apt-get first if need be.
 
     ``apt-get update`` runs only when apt-cache knows no candidate for the package (a fresh
     image has no package lists). Callers serialise on ``lock_path``; one that waited finds the
-    package ``installed`` and returns.
+    package installed and returns.
 
     Args:
         package: The Debian package.
-        installed: Whether what the package provides is already there.
-        missing: What is missing, for the error when we may not install it.
+        find: Looks for what the package provides (None when it is not there).
+        absent: What is missing, for the errors ("`redis-server` is not on PATH").
         manual: How to install it by hand.
         log_path: Where apt-get's output goes.
         lock_path: The lock file callers serialise on.
@@ -215,15 +218,20 @@ def apt_install(
 
     Raises:
         MissingToolError: apt-get is missing, or we are not root.
-        InstallError: apt-get failed (the message has ``log_path`` and its tail).
+        InstallError: apt-get failed (the message has ``log_path`` and its tail), or what it
+            installed is still not found.
     """
+    found = find()
+    if found is not None:
+        return found
     apt = require_tool("apt-get", f"install {package} from Debian's packages", manual)
     if os.geteuid() != 0:
-        raise MissingToolError(f"{missing}, and installing it with apt-get needs root. {manual}")
+        raise MissingToolError(f"{absent}, and installing it with apt-get needs root. {manual}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     with file_lock(lock_path):
-        if installed():
-            return
+        found = find()
+        if found is not None:
+            return found
         if not apt_knows(package):
             run_logged(
                 [apt, "update"],
@@ -247,3 +255,10 @@ def apt_install(
             reporter=reporter,
             env=env,
         )
+    found = find()
+    if found is None:
+        raise InstallError(
+            f"apt-get installed {package}, but {absent} ({os.environ.get('PATH', '')})",
+            log_path=log_path,
+        )
+    return found

@@ -33,7 +33,6 @@ from ragstream_cli.stack.components import (
     stop_component,
 )
 from ragstream_cli.stack.config import HOST, env_port
-from ragstream_cli.stack.errors import InstallError
 from ragstream_cli.stack.install import apt_install
 from ragstream_cli.stack.paths import cache_home, component_dir, repo_root
 from ragstream_cli.stack.processes import ManagedProcess
@@ -169,31 +168,19 @@ def install_prometheus(reporter: Reporter | None = None) -> PrometheusTools:
         MissingToolError: apt-get is missing, or we are not root.
         InstallError: apt-get failed (message has ``<stack>/prometheus/install.log`` and its tail).
     """
-    tools = find_prometheus_tools()
-    if tools is not None:
-        return tools
     manual = (
         f"Install Prometheus 2.x yourself (Debian/Ubuntu: apt-get install {PROMETHEUS_PACKAGE}) "
         f"and put {_SERVER} and {_PROMTOOL} on PATH."
     )
-    log_path = prometheus_state_dir() / "install.log"
-    apt_install(
+    return apt_install(
         PROMETHEUS_PACKAGE,
-        installed=lambda: find_prometheus_tools() is not None,
-        missing=f"`{_PROMTOOL}`/`{_SERVER}` are not installed",
+        find=find_prometheus_tools,
+        absent=f"`{_SERVER}` and `{_PROMTOOL}` are not both on PATH",
         manual=manual,
-        log_path=log_path,
+        log_path=prometheus_state_dir() / "install.log",
         lock_path=cache_home() / f".{NAME}-apt.lock",
         reporter=reporter if reporter is not None else Reporter(),
     )
-    tools = find_prometheus_tools()
-    if tools is None:
-        raise InstallError(
-            f"apt-get installed {PROMETHEUS_PACKAGE} but {_SERVER} and {_PROMTOOL} are not both "
-            f"on PATH ({os.environ.get('PATH', '')})",
-            log_path=log_path,
-        )
-    return tools
 
 
 def ensure_promtool(reporter: Reporter | None = None) -> Path:

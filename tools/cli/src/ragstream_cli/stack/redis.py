@@ -14,7 +14,6 @@ State in ``<stack>/redis/``: the working directory (``--dir``; nothing is saved 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import socket
@@ -30,7 +29,6 @@ from ragstream_cli.stack.components import (
     stop_component,
 )
 from ragstream_cli.stack.config import HOST, REDIS_MAXMEMORY, REDIS_PACKAGE, redis_port
-from ragstream_cli.stack.errors import InstallError
 from ragstream_cli.stack.install import apt_install
 from ragstream_cli.stack.paths import cache_home, component_dir
 from ragstream_cli.stack.processes import ManagedProcess
@@ -133,31 +131,19 @@ def install_redis(reporter: Reporter | None = None) -> Path:
         MissingToolError: apt-get is missing, or we are not root.
         InstallError: apt-get failed (message has ``<stack>/redis/install.log`` and its tail).
     """
-    binary = redis_binary()
-    if binary is not None:
-        return binary
     manual = (
         f"Install Redis 6+ yourself (Debian/Ubuntu: apt-get install {REDIS_PACKAGE}) and put "
         f"{_BINARY} on PATH."
     )
-    log_path = redis_state_dir() / "install.log"
-    apt_install(
+    return apt_install(
         REDIS_PACKAGE,
-        installed=lambda: redis_binary() is not None,
-        missing=f"`{_BINARY}` is not installed",
+        find=redis_binary,
+        absent=f"`{_BINARY}` is not on PATH",
         manual=manual,
-        log_path=log_path,
+        log_path=redis_state_dir() / "install.log",
         lock_path=cache_home() / f".{NAME}-apt.lock",
         reporter=reporter if reporter is not None else Reporter(),
     )
-    binary = redis_binary()
-    if binary is None:
-        raise InstallError(
-            f"apt-get installed {REDIS_PACKAGE} but {_BINARY} is not on PATH "
-            f"({os.environ.get('PATH', '')})",
-            log_path=log_path,
-        )
-    return binary
 
 
 def redis_ready(port: int | None = None, timeout: float = 1.0) -> bool:
