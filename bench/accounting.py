@@ -99,7 +99,9 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def _read(pids: Mapping[str, int], embedder_url: str | None) -> Reading:
-    cpu = {name: seconds for name, pid in pids.items() if (seconds := _cpu_seconds(pid))}
+    readings = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    # A process that has just exited reads as None and is left out; one at 0 s counts.
+    cpu = {name: seconds for name, seconds in readings.items() if seconds is not None}
     cpu[BENCH_PROCESS] = time.process_time()
     model: dict[str, float] = {}
     if embedder_url is not None:

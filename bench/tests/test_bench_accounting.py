@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def test_measure_reads_cpu_time_before_and_after(tmp_path: Path) -> None:
     assert accounts["cpu_seconds"]["bench"] >= 0.05
     assert accounts["cpu_seconds"]["ingestor"] > 0
     assert before.model == after.model == {}
+
+
+def test_an_idle_process_counts_at_zero_and_a_gone_one_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    (tmp_path / "kafka").mkdir()
+    idle = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "redis" / "redis.pid").write_text(str(idle.pid))
+        (tmp_path / "kafka" / "kafka.pid").write_text("999999999")
+        readings: list[Reading] = []
+
+        with measure(tmp_path, None, readings):
+            pass
+
+        assert readings[-1].cpu_seconds["redis"] == 0.0
+        assert "kafka" not in readings[-1].cpu_seconds
+    finally:
+        idle.kill()
+        idle.wait()
