@@ -19,9 +19,9 @@ import itertools
 import json
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -35,7 +35,10 @@ __all__ = [
     "GatewayAsker",
     "InProcessPath",
     "LoadLimits",
+    "LoadRun",
     "StreamedAnswer",
+    "alternate",
+    "load",
     "outside_stages_ms",
     "run",
     "run_load",
@@ -62,14 +65,38 @@ class LoadLimits:
     seconds: float
 
 
-async def run_load(
+@dataclass
+class LoadRun:
+    """What one bounded load run saw: a latency per answered request, its wall time, failures."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: int = 0
+
+    def summary(self) -> dict[str, float]:
+        """Return the run's percentiles and throughput (count and errors only, if none answered)."""
+        if not self.latencies_ms:
+            return {"count": 0.0, "errors": float(self.errors)}
+        return {
+            **summarise_latencies(self.latencies_ms, self.seconds),
+            "errors": float(self.errors),
+        }
+
+    def add(self, other: LoadRun) -> None:
+        """Pool ``other`` into this run: its samples, its time and its failures."""
+        self.latencies_ms.extend(other.latencies_ms)
+        self.seconds += other.seconds
+        self.errors += other.errors
+
+
+async def load(
     ask: Ask,
     questions: Sequence[str],
     concurrency: int,
     limits: LoadLimits,
     on_done: Callable[[], None] | None = None,
-) -> dict[str, float]:
-    """Ask ``questions`` round-robin from ``concurrency`` workers; return latency percentiles.
+) -> LoadRun:
+    """Ask ``questions`` round-robin from ``concurrency`` workers; return every latency.
 
     Bounded in count and in time: workers stop taking new requests once either is spent.
 
@@ -82,13 +109,12 @@ async def run_load(
     """
     feed = itertools.cycle(questions)
     remaining = limits.requests
-    latencies: list[float] = []
-    errors = 0
+    run = LoadRun()
     started = time.perf_counter()
     deadline = started + limits.seconds
 
     async def worker() -> None:
-        nonlocal remaining, errors
+        nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             question = next(feed)
@@ -96,17 +122,58 @@ async def run_load(
             try:
                 await ask(question)
             except Exception:  # counted, not fatal: one failure must not void the whole run
-                errors += 1
+                run.errors += 1
             else:
-                latencies.append((time.perf_counter() - begun) * 1000)
+                run.latencies_ms.append((time.perf_counter() - begun) * 1000)
             if on_done is not None:
                 on_done()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    if not latencies:
-        return {"count": 0.0, "errors": float(errors)}
-    return {**summarise_latencies(latencies, seconds), "errors": float(errors)}
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+async def run_load(
+    ask: Ask,
+    questions: Sequence[str],
+    concurrency: int,
+    limits: LoadLimits,
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Run ``load`` and return its latency percentiles and throughput (``LoadRun.summary``)."""
+    return (await load(ask, questions, concurrency, limits, on_done)).summary()
+
+
+async def alternate(
+    paths: Mapping[str, Ask],
+    questions: Sequence[str],
+    concurrency: int,
+    limits: LoadLimits,
+    rounds: int,
+    on_done: Mapping[str, Callable[[], None]] | None = None,
+) -> dict[str, LoadRun]:
+    """Load every path in turn, ``rounds`` times, and pool each path's rounds.
+
+    Each round gives every path its share of ``limits`` (requests and seconds), one path after
+    the other. A p99 rests on a handful of slow requests, so load on the machine that comes and
+    goes in the middle of a level would otherwise land on one path only and decide the
+    difference between them; in rounds, both paths meet it.
+
+    Args:
+        paths: The ways of asking, by name.
+        questions: Asked round-robin, from the first in every round.
+        concurrency: Requests in flight at once.
+        limits: Each path's bounds over all its rounds.
+        rounds: How many turns each path gets.
+        on_done: Per path, called after each of its requests (progress).
+    """
+    share = LoadLimits(-(-limits.requests // rounds), limits.seconds / rounds)
+    pooled = {name: LoadRun() for name in paths}
+    for _ in range(rounds):
+        for name, ask in paths.items():
+            done = on_done.get(name) if on_done else None
+            pooled[name].add(await load(ask, questions, concurrency, share, done))
+    return pooled
 
 
 class _CapturingBroker:
@@ -342,6 +409,7 @@ async def _measure(
     questions: Sequence[str],
     concurrencies: Sequence[int],
     limits: LoadLimits,
+    rounds: int,
     console: Console,
 ) -> dict[str, dict[str, dict[str, float]]]:
     results: dict[str, dict[str, dict[str, float]]] = {
@@ -370,28 +438,37 @@ async def _measure(
             transient=not console.is_terminal,
         ) as progress:
             for concurrency in concurrencies:
-                # Every worker asks a few times, or the level would never really be reached.
+                # Every worker asks a few times in every round, or the level would never really
+                # be reached.
                 level = LoadLimits(
-                    max(limits.requests, _MIN_REQUESTS_PER_WORKER * concurrency), limits.seconds
+                    max(limits.requests, rounds * _MIN_REQUESTS_PER_WORKER * concurrency),
+                    limits.seconds,
                 )
-                # Alternating the paths at each level keeps slow drift (other load on the
-                # machine) from landing on one path only.
-                for name, ask in paths.items():
-                    task = progress.add_task(f"{name} c={concurrency}", total=level.requests)
-                    gateway.outside_ms.clear()
-                    results[name][str(concurrency)] = await run_load(
-                        ask,
-                        questions,
-                        concurrency,
-                        level,
-                        on_done=lambda task=task: progress.advance(task),  # type: ignore[misc]
-                    )
-                    if name == "gateway" and gateway.outside_ms:
-                        results["outside_stages"][str(concurrency)] = {
-                            f"p{q}_ms": percentile(gateway.outside_ms, q) for q in (50, 95, 99)
-                        }
-                    if not console.is_terminal:
-                        # No live bars in a log: a line per finished run shows it is alive.
+                tasks = {
+                    name: progress.add_task(f"{name} c={concurrency}", total=level.requests)
+                    for name in paths
+                }
+                gateway.outside_ms.clear()
+                pooled = await alternate(
+                    paths,
+                    questions,
+                    concurrency,
+                    level,
+                    rounds,
+                    on_done={
+                        name: lambda task=task: progress.advance(task)  # type: ignore[misc]
+                        for name, task in tasks.items()
+                    },
+                )
+                for name, run in pooled.items():
+                    results[name][str(concurrency)] = run.summary()
+                if gateway.outside_ms:
+                    results["outside_stages"][str(concurrency)] = {
+                        f"p{q}_ms": percentile(gateway.outside_ms, q) for q in (50, 95, 99)
+                    }
+                if not console.is_terminal:
+                    # No live bars in a log: a line per finished level shows it is alive.
+                    for name in paths:
                         figures = results[name][str(concurrency)]
                         console.print(
                             f"{name} c={concurrency}: {figures.get('count', 0):.0f} answers, "
@@ -411,6 +488,7 @@ def run(
     concurrencies: Sequence[int],
     limits: LoadLimits,
     console: Console,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Run the query benchmark and return its figures.
 
@@ -418,15 +496,17 @@ def run(
         gateway_url: The gateway.
         questions: Asked round-robin, on the default tenant (the sample corpus).
         concurrencies: The levels, for example 1, 8 and 32.
-        limits: Bounds of each (path, level) run.
+        limits: Bounds of each path at each level, over all its rounds.
         console: Progress output.
+        rounds: Turns each path takes at each level, alternating with the other (``alternate``).
     """
     console.print(
         f"[bold]queries[/]: gateway vs in-process at concurrency {list(concurrencies)}, then "
         f"streamed at {list(STREAM_CONCURRENCIES)}, caches off, "
-        f"up to {limits.requests} requests or {limits.seconds:.0f} s each"
+        f"up to {limits.requests} requests or {limits.seconds:.0f} s each, in {rounds} "
+        "alternating rounds"
     )
-    measured = asyncio.run(_measure(gateway_url, questions, concurrencies, limits, console))
+    measured = asyncio.run(_measure(gateway_url, questions, concurrencies, limits, rounds, console))
     overhead: dict[str, dict[str, float]] = {}
     for level, gateway in measured["gateway"].items():
         local = measured["in_process"].get(level, {})
@@ -439,7 +519,7 @@ def run(
     alone = streaming.get("1", {})
     return {
         "concurrency": list(concurrencies),
-        "limits": {"requests": limits.requests, "seconds": limits.seconds},
+        "limits": {"requests": limits.requests, "seconds": limits.seconds, "rounds": rounds},
         "gateway": measured["gateway"],
         "in_process": measured["in_process"],
         "overhead": overhead,
@@ -454,7 +534,8 @@ def run(
         "notes": (
             'Every request asks with the caches off (gateway "cache": false, in-process '
             "QueryRequested(cache=False)). overhead = gateway - in-process per percentile at the "
-            "same concurrency in the same run: Kafka's four hops, HTTP and the gateway, less what "
+            "same concurrency in the same run, the two paths taking turns in limits.rounds rounds "
+            "and each path's rounds pooled: Kafka's four hops, HTTP and the gateway, less what "
             "the services' batching saves (negative when batching saves more than the hops "
             "cost). outside_stages: per gateway answer, gateway_total_ms - retrieve_ms - "
             "generate_ms (hops, gateway work and queueing), percentiles per concurrency; "

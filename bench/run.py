@@ -42,6 +42,7 @@ class Scale:
     cache_answer_seconds: float
     query_requests: int
     query_seconds: float
+    query_rounds: int
     concurrencies: tuple[int, ...]
     sweep_points: tuple[sweep.SweepPoint, ...]
     sweep_documents: int
@@ -52,8 +53,9 @@ FULL = Scale(
     ingest_repeats=3,
     cache_documents=40,
     cache_answer_seconds=600.0,
-    query_requests=200,
+    query_requests=400,
     query_seconds=60.0,
+    query_rounds=4,
     concurrencies=(1, 8, 32),
     sweep_points=sweep.FULL_POINTS,
     sweep_documents=60,
@@ -65,6 +67,7 @@ QUICK = Scale(
     cache_answer_seconds=180.0,
     query_requests=24,
     query_seconds=20.0,
+    query_rounds=2,
     concurrencies=(1, 8, 32),
     sweep_points=sweep.QUICK_POINTS,
     sweep_documents=8,
@@ -363,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             questions=questions,
             concurrencies=scale.concurrencies,
             limits=queries.LoadLimits(scale.query_requests, scale.query_seconds),
+            rounds=scale.query_rounds,
             console=console,
         ),
         "retrieval_quality": lambda: retrieval_quality.run(

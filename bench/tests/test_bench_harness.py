@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from bench.pipeline import run_token, synthetic_documents
-from bench.queries import LoadLimits, run_load
+from bench.queries import LoadLimits, alternate, run_load
 from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
 from bench.run import BENCHMARKS, _headline, _selection, _summary_rows
 from bench.sweep import FULL_POINTS, SweepPoint
@@ -80,6 +81,48 @@ class TestRunLoad:
         summary = await run_load(ask, ["good", "bad"], 1, LoadLimits(requests=4, seconds=30))
         assert summary["count"] == 2
         assert summary["errors"] == 2
+
+
+class TestAlternate:
+    async def test_paths_take_turns_and_pool_their_rounds(self) -> None:
+        """Each round asks every path its share in turn; each path's rounds are pooled."""
+        asked: list[str] = []
+
+        def path(name: str) -> Callable[[str], Awaitable[None]]:
+            async def ask(question: str) -> None:
+                asked.append(name)
+                if question == "bad":
+                    raise RuntimeError("no")
+
+            return ask
+
+        pooled = await alternate(
+            {"gateway": path("gateway"), "local": path("local")},
+            ["good", "good", "bad"],
+            2,
+            LoadLimits(requests=9, seconds=30),
+            rounds=3,
+        )
+        # Three requests per path per round (9 over 3 rounds), the paths one after the other.
+        turns = [name for index, name in enumerate(asked) if index % 3 == 0]
+        assert turns == ["gateway", "local"] * 3
+        for run in pooled.values():
+            # Every round starts the questions afresh: two good and one bad per round.
+            assert len(run.latencies_ms) == 6
+            assert run.errors == 3
+            assert run.summary()["count"] == 6
+
+    async def test_the_time_bound_is_shared_between_rounds(self) -> None:
+        """A path's seconds are split between its rounds, so the level's bound still holds."""
+
+        async def ask(question: str) -> None:
+            await asyncio.sleep(0.05)
+
+        pooled = await alternate(
+            {"only": ask}, ["q"], 1, LoadLimits(requests=10_000, seconds=0.4), rounds=2
+        )
+        assert 0.3 < pooled["only"].seconds < 0.6
+        assert pooled["only"].summary()["count"] < 14
 
 
 class TestEvalSet:
