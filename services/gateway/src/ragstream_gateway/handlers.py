@@ -112,6 +112,7 @@ def build_consumers(
         # per-message pipeline costs about 1 ms (4,155 statuses took 4.7 s here); in batches
         # the same catch-up is bounded by the fetches.
         max_messages=_STATUS_BATCH,
+        max_wait_ms=settings.status_batch_max_wait_ms,
         group_id=None,
         # The topic is compacted: reading it whole rebuilds the latest status of every document.
         auto_offset_reset="earliest",
