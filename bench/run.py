@@ -38,6 +38,7 @@ class Scale:
 
     ingest_documents: int
     ingest_repeats: int
+    ingest_warm_up_documents: int
     cache_documents: int
     cache_answer_seconds: float
     query_requests: int
@@ -51,6 +52,7 @@ class Scale:
 FULL = Scale(
     ingest_documents=120,
     ingest_repeats=3,
+    ingest_warm_up_documents=240,
     cache_documents=40,
     cache_answer_seconds=600.0,
     query_requests=400,
@@ -63,6 +65,7 @@ FULL = Scale(
 QUICK = Scale(
     ingest_documents=12,
     ingest_repeats=1,
+    ingest_warm_up_documents=6,
     cache_documents=6,
     cache_answer_seconds=180.0,
     query_requests=24,
@@ -350,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             documents=scale.ingest_documents,
             embedder_url=platform.service_urls["embedder"],
             repeats=scale.ingest_repeats,
+            warm_up_documents=scale.ingest_warm_up_documents,
             console=console,
         ),
         "caches": lambda: caches.run(
