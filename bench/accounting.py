@@ -152,6 +152,11 @@ def time_accounts(before: Reading, after: Reading, chunks: int) -> dict[str, Any
         # machine, what the model's two threads had to give up.
         "cpu_seconds_besides_model": besides,
         "cores_besides_model": besides / wall if wall > 0 else None,
+        # The goal read as CPU: what everything else cost per CPU-s of the embedder (its model
+        # threads, and its event loop at about 3% of it).
+        "cpu_besides_model_per_model_cpu": (
+            besides / cpu[_EMBEDDER] if cpu.get(_EMBEDDER, 0.0) > 0 else None
+        ),
         "model_seconds": model_seconds,
         "model_chunks": model_chunks,
         # Chunks per second of model time: against the bare model, how much its neighbours

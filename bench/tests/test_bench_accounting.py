@@ -53,6 +53,7 @@ def test_time_accounts_split_the_run() -> None:
     assert accounts["cpu_seconds"] == {"bench": 1.0, "embedder": 36.0, "kafka": 2.0}
     assert accounts["cpu_seconds_besides_model"] == 3.0
     assert accounts["cores_besides_model"] == pytest.approx(0.15)
+    assert accounts["cpu_besides_model_per_model_cpu"] == pytest.approx(3.0 / 36.0)
     assert accounts["model_chunks_per_s"] == 20.0
     assert accounts["model_busy_share"] == pytest.approx(0.9)
 
@@ -61,6 +62,7 @@ def test_time_accounts_without_model_counters_have_no_model_rate() -> None:
     accounts = time_accounts(Reading(at=1.0), Reading(at=2.0), chunks=0)
 
     assert (accounts["model_chunks_per_s"], accounts["model_busy_share"]) == (None, 0.0)
+    assert accounts["cpu_besides_model_per_model_cpu"] is None
 
 
 def test_stack_pids_read_the_pid_files_of_running_processes(tmp_path: Path) -> None:
