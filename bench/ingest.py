@@ -202,7 +202,7 @@ def run(
             "run's denominator. The figures reported are the median run's by efficiency; every "
             "run is in `runs`. Before the first run, `warm_up` documents went through the "
             "pipeline unmeasured, as the bare model gets a warm-up call. Freshness is per "
-            "document, from its received stage (the producer's timestamp) to indexed, pooled over the runs, in bulk runs: it includes "
-            "queueing behind the rest of the burst."
+            "document, from its received stage (the producer's timestamp) to indexed, pooled "
+            "over the runs, in bulk runs: it includes queueing behind the rest of the burst."
         ),
     }
