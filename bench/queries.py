@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -167,7 +168,7 @@ async def alternate(
         rounds: How many turns each path gets.
         on_done: Per path, called after each of its requests (progress).
     """
-    share = LoadLimits(-(-limits.requests // rounds), limits.seconds / rounds)
+    share = LoadLimits(math.ceil(limits.requests / rounds), limits.seconds / rounds)
     pooled = {name: LoadRun() for name in paths}
     for _ in range(rounds):
         for name, ask in paths.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+
 from ragstream_common.messaging import create_broker
 from ragstream_gateway.api import Gateway
 from ragstream_gateway.handlers import build_consumers
@@ -22,7 +24,7 @@ class _ScriptedConsumer:
         return {"document-status-0": records[:max_records]} if records else {}
 
 
-def _status_subscriber(settings: GatewaySettings):  # type: ignore[no-untyped-def]
+def _status_subscriber(settings: GatewaySettings) -> BatchSubscriber:
     metrics = GatewayMetrics(settings.service_name)
     gateway = Gateway(
         settings=settings, broker=create_broker(settings, metrics.service), metrics=metrics
