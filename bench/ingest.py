@@ -44,9 +44,10 @@ def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int) -> di
 
 
 def _warm_up_pipeline(
-    documents: int, *, kafka: str, gateway_url: str, console: Console, cleanup: bool
+    documents: int, *, kafka: str, gateway_url: str, console: Console, ingested: list[str]
 ) -> dict[str, Any]:
-    """Send ``documents`` through the pipeline unmeasured; return how that burst went.
+    """Send ``documents`` through the pipeline unmeasured (their ids go to ``ingested``);
+    return how that burst went.
 
     A stack that has just started pays for what a running one has behind it: the broker's JIT
     compiling its request paths, first connections and lazy imports in the services. After
@@ -58,8 +59,7 @@ def _warm_up_pipeline(
     console.print(f"[bold]ingest[/]: warming the pipeline up with {documents} documents")
     docs = synthetic_documents(documents, seed=_SEED + 1, token=run_token())
     measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
-    if cleanup:
-        delete_documents(gateway_url, measured.doc_ids)
+    ingested.extend(measured.doc_ids)
     return {
         "documents": measured.documents,
         "chunks": measured.chunks,
@@ -77,9 +77,12 @@ def _repetition(
     embedder_url: str | None,
     documents: int,
     console: Console,
-    cleanup: bool,
+    ingested: list[str],
 ) -> dict[str, Any]:
-    """One paired measurement: bare model, pipeline, bare model again, on one fresh corpus."""
+    """One paired measurement: bare model, pipeline, bare model again, on one fresh corpus.
+
+    The documents' ids go to ``ingested``.
+    """
     token = run_token()
     docs = synthetic_documents(documents, seed=_SEED, token=token)
     texts = pipeline_chunk_texts(docs)
@@ -98,9 +101,8 @@ def _repetition(
     )
     console.print(f"[bold]ingest[/]: the same {len(texts)} chunks through the bare model again")
     bare_after = bare_model_chunks_per_s(model, texts, forward_batch)
+    ingested.extend(measured.doc_ids)
     bare = max(bare_before, bare_after, key=lambda run: run["chunks_per_s"])
-    if cleanup:
-        delete_documents(gateway_url, measured.doc_ids)
     freshness = measured.freshness_ms
     efficiency = ratio(measured.chunks_per_s, bare["chunks_per_s"])
     console.print(
@@ -159,8 +161,9 @@ def run(
     model = load_default_model()
     warm_up = pipeline_chunk_texts(synthetic_documents(12, seed=_SEED, token=run_token()))
     model.embed(warm_up)  # the first call pays for lazy initialisation
+    ingested: list[str] = []
     warmed = _warm_up_pipeline(
-        warm_up_documents, kafka=kafka, gateway_url=gateway_url, console=console, cleanup=cleanup
+        warm_up_documents, kafka=kafka, gateway_url=gateway_url, console=console, ingested=ingested
     )
     runs = []
     for number in range(1, repeats + 1):
@@ -175,9 +178,13 @@ def run(
                 embedder_url=embedder_url,
                 documents=documents,
                 console=console,
-                cleanup=cleanup,
+                ingested=ingested,
             )
         )
+    if cleanup:
+        # Only at the end: deleting documents sends work through the stack (Weaviate deletes,
+        # tombstones), which between runs would share the cores with the next bare-model run.
+        delete_documents(gateway_url, ingested)
     chosen = median_run(runs, "pipeline_efficiency")
     freshness = [value for one in runs for value in one["freshness_ms"]]
     efficiencies = [one["pipeline_efficiency"] for one in runs]

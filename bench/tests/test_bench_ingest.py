@@ -1,0 +1,97 @@
+"""The ingest benchmark's order of work, with the pipeline and the model replaced by recorders."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+import ragstream_embedding
+from bench import ingest
+from bench.pipeline import IngestMeasurement
+
+
+class _Model:
+    def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+        return [[0.0] for _ in texts]
+
+
+class _Recorder:
+    """Stands in for the pipeline, the bare model and the deletes; notes each step in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Any]] = []
+
+    def bare(self, model: Any, texts: list[str], batch_size: int) -> dict[str, float]:
+        self.steps.append(("bare", len(texts)))
+        return {"chunks": len(texts), "seconds": 1.0, "chunks_per_s": float(len(texts))}
+
+    def pipeline(
+        self,
+        documents: list[dict[str, str]],
+        *,
+        around: AbstractContextManager[Any] | None = None,
+        **_: Any,
+    ) -> IngestMeasurement:
+        doc_ids = [doc["doc_id"] for doc in documents]
+        self.steps.append(("pipeline", doc_ids))
+        if around is not None:
+            with around:
+                pass
+        return IngestMeasurement(
+            documents=len(documents), chunks=len(documents), seconds=2.0, doc_ids=doc_ids
+        )
+
+    def delete(self, gateway_url: str, doc_ids: list[str]) -> int:
+        self.steps.append(("delete", list(doc_ids)))
+        return len(doc_ids)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch, stack: Path) -> None:
+        monkeypatch.setattr(ragstream_embedding, "load_default_model", _Model)
+        monkeypatch.setattr(ingest, "bare_model_chunks_per_s", self.bare)
+        monkeypatch.setattr(
+            ingest, "pipeline_chunk_texts", lambda docs: [d["doc_id"] for d in docs]
+        )
+        monkeypatch.setattr(ingest, "ingest_documents", self.pipeline)
+        monkeypatch.setattr(ingest, "delete_documents", self.delete)
+        monkeypatch.setattr(ingest, "stack_dir", lambda: stack)
+
+
+def _run(**options: Any) -> dict[str, Any]:
+    return ingest.run(
+        kafka="127.0.0.1:1",
+        gateway_url="http://127.0.0.1:1",
+        console=Console(quiet=True),
+        **options,
+    )
+
+
+def test_documents_are_deleted_once_after_every_measurement(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Deleting sends work through the stack, so it must not overlap a bare-model run."""
+    recorder = _Recorder()
+    recorder.install(monkeypatch, tmp_path)
+
+    result = _run(documents=3, repeats=2, warm_up_documents=2)
+
+    kinds = [kind for kind, _ in recorder.steps]
+    assert kinds == ["pipeline", "bare", "pipeline", "bare", "bare", "pipeline", "bare", "delete"]
+    ingested = [doc_id for kind, ids in recorder.steps if kind == "pipeline" for doc_id in ids]
+    assert recorder.steps[-1] == ("delete", ingested)
+    assert len(set(ingested)) == 2 + 3 + 3
+    assert result["pipeline_efficiency_runs"] == [0.5, 0.5]
+
+
+def test_without_cleanup_nothing_is_deleted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorder = _Recorder()
+    recorder.install(monkeypatch, tmp_path)
+
+    _run(documents=1, cleanup=False)
+
+    assert [kind for kind, _ in recorder.steps] == ["bare", "pipeline", "bare"]
