@@ -15,6 +15,7 @@ request to the first ``delta`` Server-Sent Event, and to the ``done`` event.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import math
@@ -39,6 +40,7 @@ __all__ = [
     "LoadRun",
     "StreamedAnswer",
     "alternate",
+    "failure_kind",
     "load",
     "outside_stages_ms",
     "run",
@@ -66,28 +68,50 @@ class LoadLimits:
     seconds: float
 
 
+def failure_kind(error: Exception) -> str:
+    """Name a failed request's error briefly: the HTTP status and the API's message, or the type.
+
+    Args:
+        error: What the request raised.
+    """
+    if isinstance(error, httpx.HTTPStatusError):
+        try:
+            message = str(error.response.json().get("detail", ""))
+        except ValueError:
+            message = error.response.text
+        return f"HTTP {error.response.status_code}: {message[:80]}".rstrip(": ")
+    return f"{type(error).__name__}: {str(error)[:80]}".rstrip(": ")
+
+
 @dataclass
 class LoadRun:
     """What one bounded load run saw: a latency per answered request, its wall time, failures."""
 
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    errors: int = 0
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
 
-    def summary(self) -> dict[str, float]:
-        """Return the run's percentiles and throughput (count and errors only, if none answered)."""
-        if not self.latencies_ms:
-            return {"count": 0.0, "errors": float(self.errors)}
-        return {
-            **summarise_latencies(self.latencies_ms, self.seconds),
-            "errors": float(self.errors),
-        }
+    @property
+    def errors(self) -> int:
+        """Requests that failed."""
+        return sum(self.failures.values())
+
+    def summary(self) -> dict[str, Any]:
+        """Return the run's percentiles and throughput (count and errors only, if none answered),
+        and with any failure, how many of each kind (``error_kinds``)."""
+        figures: dict[str, Any] = {"count": 0.0}
+        if self.latencies_ms:
+            figures = summarise_latencies(self.latencies_ms, self.seconds)
+        figures["errors"] = float(self.errors)
+        if self.failures:
+            figures["error_kinds"] = dict(self.failures.most_common())
+        return figures
 
     def add(self, other: LoadRun) -> None:
         """Pool ``other`` into this run: its samples, its time and its failures."""
         self.latencies_ms.extend(other.latencies_ms)
         self.seconds += other.seconds
-        self.errors += other.errors
+        self.failures.update(other.failures)
 
 
 async def load(
@@ -122,8 +146,8 @@ async def load(
             begun = time.perf_counter()
             try:
                 await ask(question)
-            except Exception:  # counted, not fatal: one failure must not void the whole run
-                run.errors += 1
+            except Exception as error:  # counted, not fatal: one must not void the whole run
+                run.failures[failure_kind(error)] += 1
             else:
                 run.latencies_ms.append((time.perf_counter() - begun) * 1000)
             if on_done is not None:
@@ -140,7 +164,7 @@ async def run_load(
     concurrency: int,
     limits: LoadLimits,
     on_done: Callable[[], None] | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Run ``load`` and return its latency percentiles and throughput (``LoadRun.summary``)."""
     return (await load(ask, questions, concurrency, limits, on_done)).summary()
 
@@ -392,6 +416,7 @@ async def _measure_streaming(
         results[str(concurrency)] = {
             **summarise_streamed(answers),
             "errors": load["errors"],
+            **({"error_kinds": load["error_kinds"]} if "error_kinds" in load else {}),
             "throughput_per_s": load.get("throughput_per_s", 0.0),
         }
         if not console.is_terminal:

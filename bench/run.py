@@ -283,10 +283,17 @@ def _times(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def _triple(figures: dict[str, float]) -> str:
+def _errors(figures: dict[str, Any]) -> str:
+    """Return "N errors", with the most frequent kind when the run kept them."""
+    kinds = figures.get("error_kinds") or {}
+    commonest = f", most often {next(iter(kinds))}" if kinds else ""
+    return f"{figures.get('errors', 0):.0f} errors{commonest}"
+
+
+def _triple(figures: dict[str, Any]) -> str:
     if "p50_ms" not in figures:
-        return f"no answers ({figures.get('errors', 0):.0f} errors)"
-    errors = f", {figures['errors']:.0f} errors" if figures.get("errors") else ""
+        return f"no answers ({_errors(figures)})"
+    errors = f", {_errors(figures)}" if figures.get("errors") else ""
     return (
         f"{figures['p50_ms']:.0f}/{figures['p95_ms']:.0f}/{figures['p99_ms']:.0f} "
         f"({figures['throughput_per_s']:.1f}{errors})"

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bench.pipeline import run_token, synthetic_documents
 from bench.queries import LoadLimits, alternate, run_load
 from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
-from bench.run import BENCHMARKS, _headline, _selection, _summary_rows
+from bench.run import BENCHMARKS, _headline, _selection, _summary_rows, _triple
 from bench.sweep import FULL_POINTS, SweepPoint
 from ragstream_embedder.settings import EmbedderSettings
 
@@ -81,6 +82,34 @@ class TestRunLoad:
         summary = await run_load(ask, ["good", "bad"], 1, LoadLimits(requests=4, seconds=30))
         assert summary["count"] == 2
         assert summary["errors"] == 2
+
+    async def test_failures_are_named_by_kind(self) -> None:
+        """An HTTP error is named by its status and the API's message, anything else by type."""
+        request = httpx.Request("POST", "http://127.0.0.1/v1/query")
+        timeout = httpx.Response(504, json={"detail": "no answer within 30 s"}, request=request)
+
+        async def ask(question: str) -> None:
+            if question == "slow":
+                raise httpx.HTTPStatusError("504", request=request, response=timeout)
+            raise httpx.ReadTimeout("timed out", request=request)
+
+        summary = await run_load(ask, ["slow", "slow", "lost"], 1, LoadLimits(3, seconds=30))
+        assert summary["errors"] == 3
+        assert summary["error_kinds"] == {
+            "HTTP 504: no answer within 30 s": 2,
+            "ReadTimeout: timed out": 1,
+        }
+        assert "most often HTTP 504: no answer within 30 s" in _triple(
+            {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "throughput_per_s": 1.0, **summary}
+        )
+
+    async def test_a_clean_run_has_no_error_kinds(self) -> None:
+        async def ask(question: str) -> None:
+            return None
+
+        summary = await run_load(ask, ["q"], 1, LoadLimits(requests=2, seconds=30))
+        assert summary["errors"] == 0
+        assert "error_kinds" not in summary
 
 
 class TestAlternate:
