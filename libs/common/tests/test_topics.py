@@ -18,6 +18,17 @@ class TestTopicRegistry:
         assert documents.config["cleanup.policy"] == "compact"
         assert "retention.ms" not in documents.config
 
+    def test_compacted_topics_are_compacted_within_the_hour(self) -> None:
+        """Kafka never compacts the active segment; without a bound it rolls after a week."""
+        compacted = [
+            spec for spec in all_topic_specs() if spec.config.get("cleanup.policy") == "compact"
+        ]
+        assert compacted
+        for spec in compacted:
+            assert int(spec.config["max.compaction.lag.ms"]) <= 60 * 60 * 1000, spec.name
+            # Consumers a minute behind still read every record.
+            assert int(spec.config["min.compaction.lag.ms"]) >= 60 * 1000, spec.name
+
     def test_names_are_unique(self) -> None:
         """No topic is declared twice."""
         names = [spec.name for spec in all_topic_specs()]

@@ -62,7 +62,16 @@ def dlq_name(topic: str) -> str:
 # A document's chunks and vectors travel as one message, so these topics accept large ones.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _LARGE = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
-_COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(60 * 1000)}
+# Kafka never compacts a partition's active segment, and by default that segment rolls after a
+# week or 1 GB: until then a compacted topic keeps every record. The status topic then held all
+# four stages of every document (140,000 records, 84 MB here), which each gateway replica reads
+# whole at startup. max.compaction.lag.ms rolls the segment and compacts its records within the
+# hour; min.compaction.lag.ms still lets a consumer up to a minute behind read every record.
+_COMPACTED = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": str(60 * 1000),
+    "max.compaction.lag.ms": str(_HOUR_MS),
+}
 
 TOPICS: tuple[TopicSpec, ...] = (
     # The replayable source of truth: the latest version of every document, forever.
