@@ -17,6 +17,7 @@ __all__ = ["ensure_topics", "stale_topics", "topic_overrides"]
 
 # DescribeConfigs (v1 and later) names where a value comes from; 1 is set on the topic itself.
 _DYNAMIC_TOPIC_CONFIG = 1
+_UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
 
 _log = get_logger(__name__)
 
@@ -95,6 +96,8 @@ async def _configure(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> 
 def topic_overrides(responses: Iterable[Any]) -> dict[str, dict[str, str]]:
     """Return each described topic's own settings (not the broker's defaults), by topic name.
 
+    A topic the broker does not know (yet) is left out.
+
     Args:
         responses: DescribeConfigs responses (version 1 or later), as aiokafka returns them.
 
@@ -107,6 +110,10 @@ def topic_overrides(responses: Iterable[Any]) -> dict[str, dict[str, str]]:
         if response.API_VERSION < 1:
             raise RuntimeError("DescribeConfigs v0 does not say which settings are the topic's")
         for code, message, _, name, entries in response.resources:
+            if code == _UNKNOWN_TOPIC:
+                # Created a moment ago and not yet known to the broker answering, or deleted:
+                # either way not one to reconfigure now.
+                continue
             if code:
                 raise RuntimeError(f"cannot describe topic {name}: {message or f'error {code}'}")
             overrides[name] = {
