@@ -68,6 +68,21 @@ class LoadLimits:
     seconds: float
 
 
+def _detail(response: httpx.Response) -> str:
+    """Return an error response's ``detail``, its text, or "" when the body was never read.
+
+    Called while a failure is being counted, so it must not raise: a streamed response that
+    failed its status check has no body in memory.
+    """
+    try:
+        body = response.json()
+    except httpx.ResponseNotRead:
+        return ""
+    except ValueError:
+        return response.text
+    return str(body.get("detail", "")) if isinstance(body, dict) else str(body)
+
+
 def failure_kind(error: Exception) -> str:
     """Name a failed request's error briefly: the HTTP status and the API's message, or the type.
 
@@ -75,11 +90,7 @@ def failure_kind(error: Exception) -> str:
         error: What the request raised.
     """
     if isinstance(error, httpx.HTTPStatusError):
-        try:
-            message = str(error.response.json().get("detail", ""))
-        except ValueError:
-            message = error.response.text
-        return f"HTTP {error.response.status_code}: {message[:80]}".rstrip(": ")
+        return f"HTTP {error.response.status_code}: {_detail(error.response)[:80]}".rstrip(": ")
     return f"{type(error).__name__}: {str(error)[:80]}".rstrip(": ")
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bench.pipeline import run_token, synthetic_documents
-from bench.queries import LoadLimits, alternate, run_load
+from bench.queries import LoadLimits, alternate, failure_kind, run_load
 from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
 from bench.run import BENCHMARKS, _headline, _selection, _summary_rows, _triple
 from bench.sweep import FULL_POINTS, SweepPoint
@@ -102,6 +102,23 @@ class TestRunLoad:
         assert "most often HTTP 504: no answer within 30 s" in _triple(
             {"p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "throughput_per_s": 1.0, **summary}
         )
+
+    def test_a_failed_stream_is_named_without_its_unread_body(self) -> None:
+        """A streamed answer fails its status check before its body is read; naming it must
+        not raise, or the failure would end the whole load run instead of being counted."""
+        request = httpx.Request("POST", "http://127.0.0.1/v1/query")
+        unread = httpx.Response(503, stream=httpx.ByteStream(b"{}"), request=request)
+        error = httpx.HTTPStatusError("503", request=request, response=unread)
+        assert failure_kind(error) == "HTTP 503"
+
+    def test_a_body_that_is_not_an_object_is_named_as_it_is(self) -> None:
+        request = httpx.Request("POST", "http://127.0.0.1/v1/query")
+        for response, kind in (
+            (httpx.Response(502, json=["upstream"], request=request), "HTTP 502: ['upstream']"),
+            (httpx.Response(502, text="bad gateway", request=request), "HTTP 502: bad gateway"),
+        ):
+            error = httpx.HTTPStatusError("502", request=request, response=response)
+            assert failure_kind(error) == kind
 
     async def test_a_clean_run_has_no_error_kinds(self) -> None:
         async def ask(question: str) -> None:
