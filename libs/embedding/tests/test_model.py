@@ -3,15 +3,52 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 
 from ragstream_embedding import EmbeddingModel, load_default_model
+from ragstream_embedding.model import forward_passes
 
 
 @pytest.fixture(scope="module")
 def model() -> EmbeddingModel:
-    return load_default_model()
+    return load_default_model(threads=2)
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return all(math.isclose(x, y, abs_tol=1e-5) for x, y in zip(a, b, strict=True))
+
+
+class TestForwardPasses:
+    def test_every_text_in_exactly_one_pass_longest_first(self) -> None:
+        """Passes cover each index once, and each pass holds texts no longer than the last's."""
+        lengths = [5, 90, 12, 40, 40, 7, 300, 1, 66]
+        passes = forward_passes(lengths, batch_size=2, workers=2)
+        flat = [index for part in passes for index in part]
+        assert sorted(flat) == list(range(len(lengths)))
+        assert [lengths[index] for index in flat] == sorted(lengths, reverse=True)
+
+    def test_passes_keep_every_worker_busy_to_the_end(self) -> None:
+        """48 texts in passes of up to 16 on two workers: four passes of 12, not 16, 16 and 16."""
+        passes = forward_passes([10] * 48, batch_size=16, workers=2)
+        assert [len(part) for part in passes] == [12, 12, 12, 12]
+
+    def test_a_small_call_still_splits_across_workers(self) -> None:
+        """Three queries on two workers make two passes; one query makes one."""
+        assert sorted(len(part) for part in forward_passes([3, 2, 1], 32, workers=2)) == [1, 2]
+        assert forward_passes([3], 32, workers=2) == [[0]]
+
+    def test_pass_sizes_stay_within_the_batch_and_even(self) -> None:
+        """No pass exceeds the batch size, and sizes differ by one at most."""
+        for count in (1, 15, 16, 17, 100, 361):
+            sizes = [len(part) for part in forward_passes([1] * count, 16, workers=2)]
+            assert max(sizes) <= 16
+            assert max(sizes) - min(sizes) <= 1
+
+    def test_nothing_to_embed_makes_no_pass(self) -> None:
+        """No texts, no passes."""
+        assert forward_passes([], 16, workers=2) == []
 
 
 class TestEmbeddingModel:
@@ -48,3 +85,48 @@ class TestEmbeddingModel:
     def test_empty_input_embeds_nothing(self, model: EmbeddingModel) -> None:
         """An empty batch returns no vectors and does not call the model."""
         assert model.embed([]) == []
+
+    def test_parallel_passes_return_vectors_in_the_callers_order(
+        self, model: EmbeddingModel
+    ) -> None:
+        """Texts of mixed lengths, spread over passes on two workers, each get their own vector."""
+        texts = [
+            "Short one.",
+            "A much longer sentence about Kafka consumer groups and their committed offsets.",
+            "Weaviate holds the chunks.",
+            "Medium length text on embeddings.",
+            "x",
+        ]
+        together = model.embed(texts, batch_size=2)
+        alone = [model.embed([text])[0] for text in texts]
+        assert model.workers == 2
+        assert all(_close(a, b) for a, b in zip(together, alone, strict=True))
+
+    def test_one_worker_embeds_like_two(self) -> None:
+        """A model on one core (passes in the caller's thread) makes the same vectors."""
+        single = load_default_model(threads=1)
+        texts = ["The cat sat on the mat.", "Kafka keeps partitions ordered.", "Pasta."]
+        assert single.workers == 1
+        parallel = load_default_model(threads=2).embed(texts, batch_size=1)
+        assert all(_close(a, b) for a, b in zip(single.embed(texts), parallel, strict=True))
+
+    def test_tokenizer_is_safe_to_share_between_threads(self, model: EmbeddingModel) -> None:
+        """Counting tokens while other threads embed never trips the tokenizer's borrow check."""
+        errors: list[BaseException] = []
+
+        def work(number: int) -> None:
+            try:
+                for _ in range(15):
+                    if number % 2:
+                        assert model.count_tokens("hello world") == 4
+                    else:
+                        assert len(model.embed(["one text", "another text"])) == 2
+            except BaseException as error:  # handed to the test thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(number,)) for number in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []

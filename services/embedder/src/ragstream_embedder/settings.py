@@ -34,7 +34,8 @@ class EmbedderSettings(ServiceSettings):
     # published before the next call starts (a document is never split across calls).
     model_call_max_texts: int = Field(default=48, ge=1)
     model_device: str = "cpu"
-    # torch's intra-op threads; None keeps torch's default (all cores).
+    # The cores the model uses: on CPU, that many single-threaded forward passes run at once;
+    # None: torch's default (all cores).
     model_threads: int | None = Field(default=None, ge=1)
     # None (or empty): no cache, every chunk is embedded.
     redis_url: str | None = None

@@ -49,7 +49,8 @@ class RetrieverSettings(ServiceSettings):
     # The vector size of the query model; vectors of any other size are refused as poison
     # because they could never be searched alongside the rest.
     embedding_dimensions: int = Field(default=384, ge=1)
-    # torch intra-op threads for the query model; None keeps torch's default.
+    # The cores the query model uses (single-threaded forward passes at once on CPU); None:
+    # torch's default (all cores).
     model_threads: int | None = Field(default=None, ge=1)
 
     # The two roles scale on different signals (index lag, query rate); a deployment may run one.

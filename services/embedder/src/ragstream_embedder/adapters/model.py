@@ -36,7 +36,7 @@ def load_model(settings: EmbedderSettings) -> SentenceTransformerEmbedder:
     """Load all-MiniLM-L6-v2 from site-packages, offline; takes seconds, so call it in a thread.
 
     Args:
-        settings: Device, torch threads and forward-pass batch size.
+        settings: Device, cores and forward-pass batch size.
     """
     model = load_default_model(device=settings.model_device, threads=settings.model_threads)
     return SentenceTransformerEmbedder(model, batch_size=settings.model_batch_size)

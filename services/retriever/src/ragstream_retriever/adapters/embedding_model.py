@@ -61,7 +61,7 @@ async def load_query_model(dimensions: int, threads: int | None = None) -> Async
 
     Args:
         dimensions: The vector size the index holds; any other model is a misconfiguration.
-        threads: torch's intra-op threads; None keeps torch's default.
+        threads: The cores the model uses (``load_default_model``); None: all of them.
 
     Raises:
         RuntimeError: The model's vectors do not have ``dimensions`` components.
