@@ -14,6 +14,7 @@ from ragstream_common.events import DeadLetter, DocumentUpserted
 from ragstream_common.logging import current_correlation_id
 from ragstream_common.messaging import (
     IDLE_POLL_MS,
+    KafkaMessage,
     PoisonMessageError,
     batch_subscriber,
     consumer_options,
@@ -98,6 +99,33 @@ class TestDeadLetters:
 
         assert len(letters) == 1
         assert "application/x-unknown" in letters[0].error
+
+
+class TestKafkaMessage:
+    async def test_the_message_reaches_the_handler_without_a_thread_hop(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A handler gets its raw message, and resolving it never runs a worker thread."""
+        hops: list[object] = []
+        run_sync = anyio.to_thread.run_sync
+
+        async def counting_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(function)
+            return await run_sync(function, *args, **kwargs)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+        broker, _ = _broker()
+        keys: list[bytes] = []
+
+        @broker.subscriber("documents", group_id="g")  # type: ignore[attr-defined]
+        async def handle(message: KafkaMessage) -> None:
+            keys.append(message.raw_message.key)
+
+        async with TestKafkaBroker(broker) as test_broker:
+            await test_broker.publish(b"{}", topic="documents", key=b"doc-1")
+
+        assert keys == [b"doc-1"]
+        assert hops == []
 
 
 class TestCorrelation:

@@ -15,7 +15,6 @@ import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -33,6 +32,7 @@ from ragstream_common.logging import (
     get_logger,
 )
 from ragstream_common.messaging import (
+    KafkaMessage,
     batch_subscriber,
     consumer_options,
     create_broker,

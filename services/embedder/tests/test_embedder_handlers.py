@@ -16,7 +16,6 @@ import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.testing import build_message
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,7 +29,7 @@ from ragstream_common.events import (
     DocumentChunked,
     DocumentStatus,
 )
-from ragstream_common.messaging import publish_event_unconfirmed
+from ragstream_common.messaging import KafkaMessage, publish_event_unconfirmed
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS, dlq_name
 from ragstream_embedder.app import create_app
 from ragstream_embedder.domain import cache_key

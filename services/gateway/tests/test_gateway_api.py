@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
+import anyio
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata, TopicPartition
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from starlette.requests import ClientDisconnect
 
 from ragstream_common.events import (
@@ -30,7 +30,7 @@ from ragstream_common.events import (
     Event,
     QueryRequested,
 )
-from ragstream_common.messaging import publish_event
+from ragstream_common.messaging import KafkaMessage, publish_event
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES, dlq_name
 from ragstream_gateway.api import Gateway
 from ragstream_gateway.app import create_app
@@ -537,6 +537,23 @@ class TestDocuments:
                 False,
                 "default",
             )
+
+    async def test_requests_never_hop_to_a_worker_thread(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An upload and a status read run on the event loop alone (a hop costs each request)."""
+        hops: list[object] = []
+        run_sync = anyio.to_thread.run_sync
+
+        async def counting_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(function)
+            return await run_sync(function, *args, **kwargs)
+
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+        async with running() as h:
+            await h.client.post("/v1/documents", json={"doc_id": "d1", "content": "x"})
+            assert (await h.client.get("/v1/documents/d1")).status_code == 200
+        assert hops == []
 
     async def test_oversized_content_is_a_413_with_a_message(self) -> None:
         """Content above max_document_bytes is refused before anything is published."""

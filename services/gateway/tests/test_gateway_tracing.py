@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from ragstream_common.events import AnswerCompleted, QueryRequested
-from ragstream_common.messaging import publish_event
+from ragstream_common.messaging import KafkaMessage, publish_event
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES
 from ragstream_common.tracing import configure_tracing

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from faststream.kafka import TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import (
     AnswerCompleted,
@@ -12,7 +11,7 @@ from ragstream_common.events import (
     QueryRequested,
     RetrievedChunk,
 )
-from ragstream_common.messaging import create_broker, publish_event
+from ragstream_common.messaging import KafkaMessage, create_broker, publish_event
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import ANSWERS, CONTEXTS
 from ragstream_generator.adapters.llm import build_answer_model

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import (
     AnswerCompleted,
@@ -16,7 +15,7 @@ from ragstream_common.events import (
     QueryRequested,
     RetrievedChunk,
 )
-from ragstream_common.messaging import create_broker, publish_event
+from ragstream_common.messaging import KafkaMessage, create_broker, publish_event
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import ANSWERS, CONTEXTS, dlq_name
 from ragstream_generator.adapters.llm import RouterAnswerModel, build_answer_model

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.testing import build_message
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,7 +23,7 @@ from ragstream_common.events import (
     DocumentStatus,
     DocumentUpserted,
 )
-from ragstream_common.messaging import publish_event
+from ragstream_common.messaging import KafkaMessage, publish_event
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, DOCUMENTS, dlq_name
 from ragstream_ingestor.app import create_app
 from ragstream_ingestor.chunking import TokenCounter

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common import messaging
 from ragstream_common.events import (
@@ -24,7 +23,7 @@ from ragstream_common.events import (
     QueryRequested,
     utc_now,
 )
-from ragstream_common.messaging import create_broker, publish_event
+from ragstream_common.messaging import KafkaMessage, create_broker, publish_event
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS, EMBEDDINGS, QUERIES, dlq_name
 from ragstream_retriever.app import create_app

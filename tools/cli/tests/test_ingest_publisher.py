@@ -14,13 +14,12 @@ from unittest.mock import AsyncMock
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_cli.ingest.display import Counters, ProgressDisplay
 from ragstream_cli.ingest.publisher import IngestError, IngestReport, IngestRun
 from ragstream_cli.ingest.sources import Plan, discover
 from ragstream_common.events import DocumentStatus
-from ragstream_common.messaging import create_broker
+from ragstream_common.messaging import KafkaMessage, create_broker
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS

@@ -16,13 +16,17 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import RecordMetadata
 from faststream import AckPolicy, BaseMiddleware
+
+# The class behind ``faststream.params.Context`` (a function); FastStream exports it nowhere else.
+from faststream._internal.context.context_type import Context
 from faststream.kafka import KafkaBroker, KafkaRouter, Topic
+from faststream.kafka.message import KafkaMessage as _KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.subscriber.usecase import BatchSubscriber
@@ -46,6 +50,7 @@ from ragstream_common.tracing import (
 
 __all__ = [
     "IDLE_POLL_MS",
+    "KafkaMessage",
     "PoisonMessageError",
     "Received",
     "batch_records",
@@ -83,6 +88,25 @@ _POISON = (
     UnicodeDecodeError,
     MessageSizeTooLargeError,
 )
+
+
+class _LoopContext(Context):
+    """FastStream's ``Context`` parameter, resolved on the event loop.
+
+    FastDepends runs a custom field's synchronous ``use`` through ``anyio.to_thread``: a thread
+    hop for every message a handler takes, about 0.4 ms of CPU each (measured with FastStream's
+    test broker, 0.7 ms a message against 0.3 ms this way). Reading a value from the context does
+    not block, so the coroutine here returns it directly.
+    """
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        resolved: dict[str, Any] = super().use(**kwargs)
+        return resolved
+
+
+# A handler's message (a batch subscriber's holds every record): FastStream's ``KafkaMessage``
+# annotation without the thread hop. Handlers take this one (ruff bans the other).
+KafkaMessage = Annotated[_KafkaMessage, _LoopContext("message")]
 
 
 def consumer_options(settings: ServiceSettings, group_id: str | None) -> dict[str, Any]:

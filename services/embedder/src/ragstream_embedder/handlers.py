@@ -14,11 +14,11 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import DocumentChunked, DocumentStatus
 from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
+    KafkaMessage,
     PoisonMessageError,
     Received,
     batch_subscriber,

@@ -139,7 +139,9 @@ class Gateway:
             ) from error
 
 
-def _gateway(request: Request) -> Gateway:
+# A coroutine because FastAPI runs a plain function dependency on a worker thread: a hop for
+# every request that costs more than the attribute it reads.
+async def _gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 

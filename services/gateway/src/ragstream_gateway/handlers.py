@@ -12,12 +12,12 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter, Topic
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from ragstream_common.events import DEFAULT_TENANT, AnswerCompleted, AnswerDelta, DocumentStatus
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
+    KafkaMessage,
     batch_records,
     batch_subscriber,
     dead_letter,

@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import AnswerCompleted, ContextRetrieved, RetrievedChunk, Usage
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
+    KafkaMessage,
     batch_subscriber,
     consumer_options,
     handle_each,

@@ -14,11 +14,11 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker, KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import DocumentDeleted, DocumentUpserted
 from ragstream_common.logging import get_logger
 from ragstream_common.messaging import (
+    KafkaMessage,
     PoisonMessageError,
     batch_subscriber,
     consumer_options,

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
 
 from ragstream_common.events import ChunksEmbedded, QueryRequested, utc_now
 from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import (
+    KafkaMessage,
     PoisonMessageError,
     Received,
     batch_subscriber,
