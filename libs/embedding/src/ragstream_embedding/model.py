@@ -51,11 +51,11 @@ class EmbeddingModel:
     on an event loop.
 
     On CPU, a call's forward passes run ``workers`` at a time, each on one core, rather than one
-    at a time spread over every core by torch's intra-op threads. On two cores that made the
-    model 26-48% faster on the pipeline's chunks and cut a single query's embedding from 24 to
-    17 ms: each operator of one pass over two threads ends waiting for the slower thread, more
-    so when a neighbour holds a core (bench/README.md). Parallel passes share nothing but the
-    weights and the interpreter; torch releases the GIL while it computes.
+    at a time spread over every core by torch's intra-op threads. On two cores, 360 of the
+    pipeline's chunks ran at 28-30 chunks/s this way against 20-29 for one pass over two threads,
+    and at 24-28 against 17-18 beside a neighbour busy on 30% of a core: each operator of a pass
+    over two threads ends waiting for the slower thread (bench/README.md). Parallel passes share
+    nothing but the weights and the interpreter; torch releases the GIL while it computes.
 
     Args:
         model: A loaded ``SentenceTransformer``.
