@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,23 @@ def show_progress(
 ) -> Callable[[], contextlib.AbstractContextManager[None]]:
     """A context manager factory that lets long set-up work print its progress live."""
     return lambda: uncaptured(pytestconfig)
+
+
+@pytest.fixture
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every function sent to a worker thread through ``anyio.to_thread.run_sync``.
+
+    FastDepends and FastAPI both hop to a thread that way for synchronous code; a test that asks
+    for this list can assert that a path stays on the event loop.
+    """
+    import anyio.to_thread
+
+    hops: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counting_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return await run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
+    return hops

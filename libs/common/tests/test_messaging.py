@@ -103,17 +103,9 @@ class TestDeadLetters:
 
 class TestKafkaMessage:
     async def test_the_message_reaches_the_handler_without_a_thread_hop(
-        self, monkeypatch: pytest.MonkeyPatch
+        self, thread_hops: list[object]
     ) -> None:
         """A handler gets its raw message, and resolving it never runs a worker thread."""
-        hops: list[object] = []
-        run_sync = anyio.to_thread.run_sync
-
-        async def counting_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
-            hops.append(function)
-            return await run_sync(function, *args, **kwargs)
-
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
         broker, _ = _broker()
         keys: list[bytes] = []
 
@@ -125,7 +117,7 @@ class TestKafkaMessage:
             await test_broker.publish(b"{}", topic="documents", key=b"doc-1")
 
         assert keys == [b"doc-1"]
-        assert hops == []
+        assert thread_hops == []
 
 
 class TestCorrelation:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
-import anyio
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -538,22 +537,12 @@ class TestDocuments:
                 "default",
             )
 
-    async def test_requests_never_hop_to_a_worker_thread(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_requests_never_hop_to_a_worker_thread(self, thread_hops: list[object]) -> None:
         """An upload and a status read run on the event loop alone (a hop costs each request)."""
-        hops: list[object] = []
-        run_sync = anyio.to_thread.run_sync
-
-        async def counting_run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
-            hops.append(function)
-            return await run_sync(function, *args, **kwargs)
-
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counting_run_sync)
         async with running() as h:
             await h.client.post("/v1/documents", json={"doc_id": "d1", "content": "x"})
             assert (await h.client.get("/v1/documents/d1")).status_code == 200
-        assert hops == []
+        assert thread_hops == []
 
     async def test_oversized_content_is_a_413_with_a_message(self) -> None:
         """Content above max_document_bytes is refused before anything is published."""
