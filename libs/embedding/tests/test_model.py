@@ -102,6 +102,25 @@ class TestEmbeddingModel:
         assert model.workers == 2
         assert all(_close(a, b) for a, b in zip(together, alone, strict=True))
 
+    def test_passes_run_on_the_single_threaded_pool(
+        self, model: EmbeddingModel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every pass of a call runs on the model's pool, torch one thread there, never the caller's."""
+        import torch
+
+        seen: list[tuple[str, int]] = []
+        forward = model._forward
+
+        def recording_forward(texts: list[str]) -> list[list[float]]:
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return forward(texts)
+
+        monkeypatch.setattr(model, "_forward", recording_forward)
+        model.embed(["one", "two", "three", "four"], batch_size=1)
+        assert len(seen) == 4
+        assert all(name.startswith("embedding-pass") for name, _ in seen)
+        assert {threads for _, threads in seen} == {1}
+
     def test_one_worker_embeds_like_two(self) -> None:
         """A model on one core (passes in the caller's thread) makes the same vectors."""
         single = load_default_model(threads=1)
