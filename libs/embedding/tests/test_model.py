@@ -121,8 +121,48 @@ class TestEmbeddingModel:
         assert all(name.startswith("embedding-pass") for name, _ in seen)
         assert {threads for _, threads in seen} == {1}
 
+    def test_a_later_call_runs_while_an_earlier_calls_pass_is_still_running(
+        self, model: EmbeddingModel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Calls share one queue of passes: ``submit`` returns at once, and with one pass of a
+        call held, the other worker goes on to the next call and finishes it."""
+        release = threading.Event()
+        forward = model._forward
+
+        def holding_forward(texts: list[str]) -> list[list[float]]:
+            if texts == ["a held pass"]:
+                assert release.wait(timeout=60)
+            return forward(texts)
+
+        monkeypatch.setattr(model, "_forward", holding_forward)
+        try:
+            first = model.submit(["a held pass", "short"], batch_size=1)
+            second = model.submit(["later", "call"], batch_size=1)
+            vectors = second.result(timeout=60)
+            assert not first.done()
+        finally:
+            release.set()
+        assert len(first.result(timeout=60)) == 2
+        assert _close(vectors[1], model.embed(["call"])[0])
+
+    def test_a_failing_pass_fails_its_call_and_not_the_next(
+        self, model: EmbeddingModel, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A pass that raises hands its error to its call's future; the model goes on."""
+        forward = model._forward
+
+        def failing_forward(texts: list[str]) -> list[list[float]]:
+            if "poison" in texts:
+                raise RuntimeError("out of memory")
+            return forward(texts)
+
+        monkeypatch.setattr(model, "_forward", failing_forward)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            model.embed(["poison", "fine"], batch_size=1)
+        assert len(model.embed(["fine", "also fine"], batch_size=1)) == 2
+
     def test_one_worker_embeds_like_two(self) -> None:
-        """A model on one core (passes in the caller's thread) makes the same vectors."""
+        """A model on one core (one pass at a time) makes the same vectors."""
         single = load_default_model(threads=1)
         texts = ["The cat sat on the mat.", "Kafka keeps partitions ordered.", "Pasta."]
         assert single.workers == 1

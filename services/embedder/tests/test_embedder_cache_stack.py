@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,9 +39,11 @@ class CountingModel:
         self.version = version
         self.texts: list[str] = []
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
         self.texts += texts
-        return [[float(len(text)), float(ord(text[0]))] for text in texts]
+        future: Future[list[list[float]]] = Future()
+        future.set_result([[float(len(text)), float(ord(text[0]))] for text in texts])
+        return future
 
 
 @pytest.fixture

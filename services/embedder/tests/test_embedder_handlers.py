@@ -8,6 +8,7 @@ import math
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,14 @@ class FakeModel:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls.append(list(texts))
         return [[float(len(text)), float(len(text.split()))] for text in texts]
+
+    def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
+        future: Future[list[list[float]]] = Future()
+        try:
+            future.set_result(self.embed(texts))
+        except Exception as error:  # as the real model's pool does
+            future.set_exception(error)
+        return future
 
 
 @dataclasses.dataclass
@@ -234,6 +243,37 @@ class TestBatching:
                 await _record(_document("c", ["four"]), offset=2),
             )
         assert [len(call) for call in model.calls] == [2, 2]
+        assert [event.doc_id for event in embedder.received.embedded] == ["a", "b", "c"]
+
+    async def test_the_next_part_is_on_the_model_before_a_part_is_published(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Part n+1 is queued on the model before part n's events go out, so the model never
+        waits for the publishing; the events still go out in record order."""
+        steps: list[str] = []
+
+        class QueueingModel(FakeModel):
+            def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
+                steps.append("submit")
+                return super().submit(texts)
+
+        async def recording_publish(broker: Any, event: Any, *, topic: str, **kwargs: Any) -> Any:
+            if topic == EMBEDDINGS:
+                steps.append(f"publish {event.doc_id}")
+            return await publish_event_unconfirmed(broker, event, topic=topic, **kwargs)
+
+        monkeypatch.setattr(
+            ragstream_embedder.handlers, "publish_event_unconfirmed", recording_publish
+        )
+        embedder = _embedder(QueueingModel(), EmbedderSettings(model_call_max_texts=1))
+        async with TestKafkaBroker(embedder.broker):
+            await embedder.consume_batch(
+                await _record(_document("a", ["one"])),
+                await _record(_document("b", ["two"]), offset=1),
+                await _record(_document("c", ["three"]), offset=2),
+            )
+
+        assert steps == ["submit", "submit", "publish a", "submit", "publish b", "publish c"]
         assert [event.doc_id for event in embedder.received.embedded] == ["a", "b", "c"]
 
     async def test_batch_subscriber_uses_the_batch_settings(self) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +33,10 @@ class FakeModel:
 
     version = "fake@stack"
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[float(len(text))] for text in texts]
+    def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
+        future: Future[list[list[float]]] = Future()
+        future.set_result([[float(len(text))] for text in texts])
+        return future
 
 
 async def _tail(producer: AIOKafkaProducer, *topics: str) -> AIOKafkaConsumer:

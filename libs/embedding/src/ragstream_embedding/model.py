@@ -6,7 +6,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,26 @@ def forward_passes(lengths: Sequence[int], batch_size: int, workers: int) -> lis
     ]
 
 
-def _single_threaded_torch() -> None:
+def _torch_threads() -> int:
     import torch
 
-    torch.set_num_threads(1)
+    threads: int = torch.get_num_threads()
+    return threads
+
+
+def _torch_threads_per_pass(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 class EmbeddingModel:
-    """A sentence-transformers model with a stable identity and thread-safe, blocking ``embed``.
+    """A sentence-transformers model with a stable identity, fed through one queue of passes.
 
-    ``embed`` is CPU-bound and blocks: call it from a worker thread (``asyncio.to_thread``), never
-    on an event loop.
+    ``submit`` queues a call's forward passes and returns a future at once, so an event loop can
+    queue the next call while the model works on this one. ``embed`` blocks until the vectors are
+    there: call it from a worker thread (``asyncio.to_thread``), never on an event loop. Both are
+    thread-safe.
 
     On CPU, a call's forward passes run ``workers`` at a time, each on one core, rather than one
     at a time spread over every core by torch's intra-op threads. On two cores, 360 of the
@@ -62,8 +71,8 @@ class EmbeddingModel:
         name: The model's name, recorded on every vector.
         version: Changes whenever the vectors would change (weights, pooling, normalisation), so
             caches keyed by it never mix vectors of two models.
-        workers: Forward passes run at once, each single-threaded; 1 runs them in the calling
-            thread with torch's own threading (the way for a GPU).
+        workers: Forward passes run at once, each single-threaded; 1 runs them one at a time with
+            torch's own threading (the way for a GPU).
     """
 
     def __init__(self, model: Any, name: str, version: str, workers: int = 1) -> None:
@@ -74,21 +83,24 @@ class EmbeddingModel:
         self.dimensions: int = int(model.get_sentence_embedding_dimension())
         # Word pieces the model reads; anything longer is cut off, so chunkers must stay under it.
         self.max_tokens: int = int(model.max_seq_length)
-        # One call at a time: its passes already use every worker.
-        self._lock = threading.Lock()
         # The fast tokenizer switches its truncation and padding modes in place, and a switch
         # while another thread tokenizes fails ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
-        self._passes = (
-            ThreadPoolExecutor(
-                workers, thread_name_prefix="embedding-pass", initializer=_single_threaded_torch
-            )
-            if workers > 1
-            else None
+        # Passes of every call share one queue, in the order the calls came: the next call's first
+        # passes start as soon as a worker is free, with no worker idle at the end of a call.
+        threads_per_pass = 1 if workers > 1 else _torch_threads()
+        self._passes = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="embedding-pass",
+            initializer=_torch_threads_per_pass,
+            initargs=(threads_per_pass,),
         )
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
-        """Return one L2-normalised vector per text (cosine similarity = dot product).
+    def submit(self, texts: Sequence[str], batch_size: int = 32) -> Future[list[list[float]]]:
+        """Queue the texts' forward passes behind those already queued; never blocks.
+
+        Returns a future of one L2-normalised vector per text (cosine similarity = dot product),
+        in the order of ``texts``; it fails with the first failing pass's error.
 
         Args:
             texts: The texts to embed.
@@ -96,17 +108,45 @@ class EmbeddingModel:
         """
         texts = list(texts)
         passes = forward_passes([len(text) for text in texts], batch_size, self.workers)
-        inputs = [[texts[index] for index in indices] for indices in passes]
-        with self._lock:
-            if self._passes is None:
-                outputs = [self._forward(part) for part in inputs]
+        result: Future[list[list[float]]] = Future()
+        if not passes:
+            result.set_result([])
+            return result
+        outputs = [
+            self._passes.submit(self._forward, [texts[index] for index in indices])
+            for indices in passes
+        ]
+        remaining = len(outputs)
+        counting = threading.Lock()
+
+        def collect(_: Future[list[list[float]]]) -> None:
+            nonlocal remaining
+            with counting:
+                remaining -= 1
+                if remaining:
+                    return
+            try:
+                vectors: list[list[float]] = [[] for _ in texts]
+                for indices, output in zip(passes, outputs, strict=True):
+                    for index, vector in zip(indices, output.result(), strict=True):
+                        vectors[index] = vector
+            except BaseException as error:  # a pass failed: the caller gets its error
+                result.set_exception(error)
             else:
-                outputs = list(self._passes.map(self._forward, inputs))
-        vectors: list[list[float]] = [[] for _ in texts]
-        for indices, output in zip(passes, outputs, strict=True):
-            for index, vector in zip(indices, output, strict=True):
-                vectors[index] = vector
-        return vectors
+                result.set_result(vectors)
+
+        for output in outputs:
+            output.add_done_callback(collect)
+        return result
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
+        """Return one L2-normalised vector per text (cosine similarity = dot product); blocks.
+
+        Args:
+            texts: The texts to embed.
+            batch_size: The most texts that go through the model in one forward pass.
+        """
+        return self.submit(texts, batch_size).result()
 
     def _forward(self, texts: list[str]) -> list[list[float]]:
         """Run one forward pass: what ``SentenceTransformer.encode`` does for each of its batches."""

@@ -19,6 +19,7 @@ from ragstream_common.events import ChunksEmbedded, DocumentChunked, DocumentSta
 __all__ = [
     "CACHE_KEY_PREFIX",
     "EmbeddingPlan",
+    "ModelClock",
     "as_float32",
     "cache_key",
     "decode_vector",
@@ -73,6 +74,29 @@ def plan_batch(documents: Sequence[DocumentChunked]) -> EmbeddingPlan:
             document_slots.append(index[text])
         slots.append(document_slots)
     return EmbeddingPlan(texts=texts, slots=slots)
+
+
+@dataclass
+class ModelClock:
+    """The model's busy time, counting once the time its queued calls overlap.
+
+    Calls are queued on the model one behind the other, so a call's busy time runs from when it
+    was submitted, or from when the call before it finished if that was later, to when it
+    finished.
+    """
+
+    free_since: float = 0.0
+
+    def busy(self, submitted: float, done: float) -> float:
+        """Return the busy time a call adds, and remember when it finished.
+
+        Args:
+            submitted: When the call was queued (``time.perf_counter``).
+            done: When its vectors were there.
+        """
+        busy = max(0.0, done - max(submitted, self.free_since))
+        self.free_since = max(self.free_since, done)
+        return busy
 
 
 def model_call_parts(chunk_counts: Sequence[int], max_texts: int) -> list[range]:

@@ -1,13 +1,16 @@
 """The embedder's batch subscriber: chunks in, vectors and status out.
 
-Per batch: one cache lookup for every distinct text, one model call for the misses (off the event
-loop), one cache write for the new vectors, then one ``ChunksEmbedded`` per record.
+Per part of a batch: one cache lookup for every distinct text, one model call for the misses (on
+the model's own threads), one cache write for the new vectors, then one ``ChunksEmbedded`` per
+record. The next part is queued on the model while this one is written and published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +36,8 @@ from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CHUNKS, DOCUMENT_STATUS, EMBEDDINGS
 from ragstream_embedder.cache import CacheGuard, EmbeddingCache, Vector
 from ragstream_embedder.domain import (
+    EmbeddingPlan,
+    ModelClock,
     as_float32,
     cache_key,
     embedded_events,
@@ -63,8 +68,11 @@ class EmbeddingModelPort(Protocol):
         """Changes whenever the model's vectors would change."""
         ...
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Return one vector per text; blocking, CPU-bound."""
+    def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
+        """Queue the texts on the model and return the future of one vector per text, at once.
+
+        Calls are served in the order they are submitted.
+        """
         ...
 
 
@@ -81,6 +89,25 @@ class Dependencies:
     broker: KafkaBroker
     model: EmbeddingModelPort | None = None
     cache: EmbeddingCache | None = None
+
+
+@dataclass
+class QueuedPart:
+    """One part of a batch on its way through the model: its plan, cache answer and vectors."""
+
+    part: Sequence[Received[DocumentChunked]]
+    plan: EmbeddingPlan
+    keys: list[str]
+    cached: list[Vector | None]
+    missing: list[int]
+    # The model's future for the texts in ``missing``; None when the cache had them all.
+    vectors: Future[list[list[float]]] | None = None
+    submitted: float = 0.0
+    done: float = 0.0
+
+    def mark_done(self, _: Future[list[list[float]]]) -> None:
+        """Note when the model finished (called on the model's thread, the moment it does)."""
+        self.done = time.perf_counter()
 
 
 def build_router(deps: Dependencies) -> KafkaRouter:
@@ -117,11 +144,14 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         cooldown_s=settings.embedding_cache_cooldown_s,
     )
 
-    async def vectors_of(
-        texts: Sequence[str], model: EmbeddingModelPort
-    ) -> tuple[list[list[float]], int]:
-        """Return the vector of each text, from the cache or the model, and how many were new."""
-        keys = [cache_key(model.version, text) for text in texts]
+    clock = ModelClock()
+
+    async def queue_part(
+        part: Sequence[Received[DocumentChunked]], model: EmbeddingModelPort
+    ) -> QueuedPart:
+        """Plan a part, look its texts up in the cache and queue the misses on the model."""
+        plan = plan_batch([item.event for item in part])
+        keys = [cache_key(model.version, text) for text in plan.texts]
         answer = await cache.lookup(deps.cache, keys)
         cached: list[Vector | None]
         if answer is not None:
@@ -132,19 +162,31 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         else:  # no cache, or none working: embed everything
             cached = [None] * len(keys)
             missing = list(range(len(keys)))
+        queued = QueuedPart(part, plan, keys, cached, missing)
+        if missing:
+            queued.submitted = time.perf_counter()
+            queued.vectors = model.submit([plan.texts[slot] for slot in missing])
+            queued.vectors.add_done_callback(queued.mark_done)
+        return queued
+
+    async def vectors_of(queued: QueuedPart) -> list[list[float]]:
+        """Wait for a part's new vectors; return the vector of each of its texts."""
         fresh: list[list[float]] = []
-        if missing:
-            with deps.metrics.time_stage("embed"):
-                embedded = await asyncio.to_thread(model.embed, [texts[i] for i in missing])
-            batch_sizes.labels(service).observe(len(missing))
-            embedded_chunks.labels(service).inc(len(missing))
+        if queued.vectors is not None:
+            embedded = await asyncio.wrap_future(queued.vectors)
+            busy = clock.busy(queued.submitted, queued.done)
+            deps.metrics.stage_seconds.labels(service, "embed").observe(busy)
+            batch_sizes.labels(service).observe(len(queued.missing))
+            embedded_chunks.labels(service).inc(len(queued.missing))
             fresh = [as_float32(vector) for vector in embedded]
-        vectors = fill_vectors(cached, missing, fresh)
-        if missing:
+        vectors = fill_vectors(queued.cached, queued.missing, fresh)
+        if queued.missing:
             # Stored before publishing: a batch redelivered after a Kafka failure is not embedded
             # again.
-            await cache.store(deps.cache, [(keys[slot], vectors[slot]) for slot in missing])
-        return vectors, len(missing)
+            await cache.store(
+                deps.cache, [(queued.keys[slot], vectors[slot]) for slot in queued.missing]
+            )
+        return vectors
 
     @batch_subscriber(
         router,
@@ -154,7 +196,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         **consumer_options(settings, CONSUMER_GROUP),
     )
     async def on_chunks(message: KafkaMessage) -> None:
-        """Attach a vector to every chunk of a batch: cached ones, the rest in one model call."""
+        """Attach a vector to every chunk of a batch: cached ones, the rest from the model."""
         received = await valid_events(
             message, DocumentChunked, broker=deps.broker, metrics=deps.metrics
         )
@@ -164,33 +206,40 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             raise RuntimeError("the embedding model is not loaded")
 
         model = deps.model
-        unconfirmed: list[asyncio.Future[Any]] = []
         counts = [len(item.event.chunks) for item in received]
+        parts = [
+            [received[i] for i in part]
+            for part in model_call_parts(counts, settings.model_call_max_texts)
+        ]
+        unconfirmed: list[asyncio.Future[Any]] = []
         # One model call per part, each part published as soon as it is embedded: the retriever
-        # indexes the start of a large batch while the model works on the rest.
-        for part in model_call_parts(counts, settings.model_call_max_texts):
-            unconfirmed += await embed_and_publish([received[i] for i in part], model)
+        # indexes the start of a large batch while the model works on the rest. The next part is
+        # queued on the model before this one is published, so the model never waits for that.
+        following = await queue_part(parts[0], model)
+        for number in range(len(parts)):
+            current = following
+            if number + 1 < len(parts):
+                following = await queue_part(parts[number + 1], model)
+            unconfirmed += await publish_part(current, await vectors_of(current), model.version)
         # Before the batch is committed: a record Kafka refused fails the batch, to be redelivered.
         await asyncio.gather(*unconfirmed)
 
-    async def embed_and_publish(
-        part: Sequence[Received[DocumentChunked]], model: EmbeddingModelPort
+    async def publish_part(
+        queued: QueuedPart, vectors: Sequence[Sequence[float]], model_version: str
     ) -> list[asyncio.Future[Any]]:
-        """Embed one part of a batch and queue its events; return the acknowledgements to await."""
+        """Queue one embedded part's events; return the acknowledgements to await."""
+        part, plan = queued.part, queued.plan
         documents = [item.event for item in part]
-        plan = plan_batch(documents)
-        vectors, embedded_count = await vectors_of(plan.texts, model)
-
         # Queued one by one, in record order, so two versions of a document keep their order;
         # acknowledged all together at the end of the batch, so the model waits one round trip,
         # not one per record.
-        events = embedded_events(documents, plan, vectors, model.version)
+        events = embedded_events(documents, plan, vectors, model_version)
         unconfirmed: list[asyncio.Future[Any]] = []
         for item, event in zip(part, events, strict=True):
             correlation_id = item.correlation_id
             bind_correlation_id(correlation_id)
             try:
-                queued = await publish_event_unconfirmed(
+                acknowledgement = await publish_event_unconfirmed(
                     deps.broker,
                     event,
                     topic=EMBEDDINGS,
@@ -203,10 +252,10 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                 reason = f"{len(event.chunks)} embedded chunks exceed one Kafka message: {error}"
                 await _reject(deps, item.record, failed_status(item.event, reason), correlation_id)
                 continue
-            unconfirmed.extend([queued] if queued is not None else [])
+            unconfirmed.extend([acknowledgement] if acknowledgement is not None else [])
             status = embedded_status(event)
             if status is not None:
-                queued = await publish_event_unconfirmed(
+                acknowledgement = await publish_event_unconfirmed(
                     deps.broker,
                     status,
                     topic=DOCUMENT_STATUS,
@@ -214,7 +263,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
                     metrics=deps.metrics,
                     correlation_id=correlation_id,
                 )
-                unconfirmed.extend([queued] if queued is not None else [])
+                unconfirmed.extend([acknowledgement] if acknowledgement is not None else [])
             _log.info(
                 "document_embedded",
                 doc_id=event.doc_id,
@@ -226,7 +275,7 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             records=len(part),
             chunks=plan.chunk_count,
             distinct_texts=len(plan.texts),
-            embedded=embedded_count,
+            embedded=len(queued.missing),
         )
         return unconfirmed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from ragstream_embedder.settings import EmbedderSettings
 from ragstream_embedding import EmbeddingModel, load_default_model
@@ -23,13 +24,13 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self.version = model.version
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Return one normalised vector per text; blocks, so call it from a worker thread.
+    def submit(self, texts: Sequence[str]) -> Future[list[list[float]]]:
+        """Queue the texts on the model; return the future of one normalised vector per text.
 
         Args:
             texts: The texts to embed.
         """
-        return self._model.embed(texts, batch_size=self._batch_size)
+        return self._model.submit(texts, batch_size=self._batch_size)
 
 
 def load_model(settings: EmbedderSettings) -> SentenceTransformerEmbedder:
