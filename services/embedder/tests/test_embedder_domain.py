@@ -11,6 +11,7 @@ from ragstream_common.chunk_text import embedding_text
 from ragstream_common.events import Chunk, DocumentChunked
 from ragstream_embedder.domain import (
     EmbeddingPlan,
+    ModelClock,
     as_float32,
     cache_key,
     decode_vector,
@@ -254,3 +255,18 @@ class TestModelCallParts:
         for limit in (1, 3, 8, 100):
             covered = [i for part in model_call_parts(counts, limit) for i in part]
             assert covered == list(range(len(counts)))
+
+
+class TestModelClock:
+    def test_calls_queued_behind_each_other_count_their_overlap_once(self) -> None:
+        """A call submitted while the one before it ran is busy only from when that one ended."""
+        clock = ModelClock()
+        assert clock.busy(submitted=10.0, done=12.0) == 2.0
+        assert clock.busy(submitted=11.5, done=13.0) == 1.0
+        assert clock.busy(submitted=12.0, done=13.5) == 0.5
+
+    def test_idle_time_between_calls_is_not_busy(self) -> None:
+        """A call submitted after the model went idle counts from its own submission."""
+        clock = ModelClock()
+        clock.busy(submitted=1.0, done=2.0)
+        assert clock.busy(submitted=5.0, done=5.25) == 0.25
