@@ -116,6 +116,8 @@ class EmbeddingModel:
             self._passes.submit(self._forward, [texts[index] for index in indices])
             for indices in passes
         ]
+        # concurrent.futures can only wait for several futures (blocking); the call's own future is
+        # completed by the last pass to finish instead.
         remaining = len(outputs)
         counting = threading.Lock()
 
