@@ -34,10 +34,17 @@ class TestForwardPasses:
         passes = forward_passes([10] * 48, batch_size=16, workers=2)
         assert [len(part) for part in passes] == [12, 12, 12, 12]
 
-    def test_a_small_call_still_splits_across_workers(self) -> None:
-        """Three queries on two workers make two passes; one query makes one."""
-        assert sorted(len(part) for part in forward_passes([3, 2, 1], 32, workers=2)) == [1, 2]
-        assert forward_passes([3], 32, workers=2) == [[0]]
+    def test_a_small_call_of_long_texts_still_splits_across_workers(self) -> None:
+        """Three chunks on two workers make two passes; one chunk makes one."""
+        passes = forward_passes([900, 800, 700], 32, workers=2)
+        assert sorted(len(part) for part in passes) == [1, 2]
+        assert forward_passes([900], 32, workers=2) == [[0]]
+
+    def test_short_texts_share_one_pass(self) -> None:
+        """Queries too short to be worth a pass each stay in one; enough of them split."""
+        assert forward_passes([40] * 6, 32, workers=2) == [[0, 1, 2, 3, 4, 5]]
+        assert [len(part) for part in forward_passes([40] * 16, 32, workers=2)] == [8, 8]
+        assert len(forward_passes([40] * 16, 32, workers=2, min_pass_chars=1000)) == 1
 
     def test_pass_sizes_stay_within_the_batch_and_even(self) -> None:
         """No pass exceeds the batch size, and sizes differ by one at most."""
