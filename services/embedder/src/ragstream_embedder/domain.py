@@ -102,7 +102,7 @@ class ModelClock:
 def model_call_parts(chunk_counts: Sequence[int], max_texts: int) -> list[range]:
     """Split a batch's documents, in order, into runs of about ``max_texts`` chunks each.
 
-    Each run is embedded in one model call and published before the next starts, so the
+    Each run is embedded in one model call and published as soon as that call is done, so the
     retriever indexes the first documents of a large batch while the model works on the rest. A
     document is never split; one larger than ``max_texts`` is a run of its own.
 

@@ -31,7 +31,7 @@ class EmbedderSettings(ServiceSettings):
     # Texts per forward pass inside one model call.
     model_batch_size: int = Field(default=16, ge=1)
     # A batch's chunks go to the model in calls of about this many, each call's documents
-    # published before the next call starts (a document is never split across calls).
+    # published as soon as it is done (a document is never split across calls).
     model_call_max_texts: int = Field(default=48, ge=1)
     model_device: str = "cpu"
     # The cores the model uses: on CPU, that many single-threaded forward passes run at once;
