@@ -8,37 +8,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Protocol
 
 from ragstream_common.logging import get_logger
 from ragstream_embedding import load_default_model
 
-__all__ = ["AsyncEmbedder", "BlockingModel", "load_query_model"]
+__all__ = ["AsyncEmbedder", "QueuedModel", "load_query_model"]
 
 _log = get_logger(__name__)
 
 
-class BlockingModel(Protocol):
-    """A model whose ``embed`` blocks (``ragstream_embedding.EmbeddingModel``)."""
+class QueuedModel(Protocol):
+    """A model that queues calls on its own threads (``ragstream_embedding.EmbeddingModel``)."""
 
     @property
     def dimensions(self) -> int:
-        """The size of the vectors ``embed`` returns."""
+        """The size of the vectors ``submit`` makes."""
         ...
 
-    def embed(self, texts: Sequence[str], batch_size: int = ...) -> list[list[float]]:
-        """Return one vector per text."""
+    def submit(self, texts: Sequence[str], batch_size: int = ...) -> Future[list[list[float]]]:
+        """Queue the texts and return the future of one vector per text, at once."""
         ...
 
 
 class AsyncEmbedder:
-    """The ``QueryEmbedder`` port: a blocking model awaited from a worker thread.
+    """The ``QueryEmbedder`` port: the model's future, awaited on the event loop.
 
     Args:
-        model: The loaded model; it serialises concurrent callers itself.
+        model: The loaded model; its forward passes run on its own threads.
     """
 
-    def __init__(self, model: BlockingModel) -> None:
+    def __init__(self, model: QueuedModel) -> None:
         self._model = model
 
     @property
@@ -47,13 +48,12 @@ class AsyncEmbedder:
         return self._model.dimensions
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Return one normalised vector per text, computed off the event loop.
+        """Return one normalised vector per text; the loop serves other messages meanwhile.
 
         Args:
             texts: The texts to embed.
         """
-        # CPU-bound for tens of milliseconds: on the loop it would stall every other message.
-        return await asyncio.to_thread(self._model.embed, list(texts))
+        return await asyncio.wrap_future(self._model.submit(list(texts)))
 
 
 async def load_query_model(dimensions: int, threads: int | None = None) -> AsyncEmbedder:
