@@ -33,7 +33,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     global _infrastructure_ready
     if _infrastructure_ready or item.get_closest_marker("stack") is None:
         return
-    from ragstream_cli.stack import ensure_kafka, ensure_redis, ensure_weaviate
+    from ragstream_cli.stack import ensure_kafka, ensure_redis, ensure_weaviate, weaviate_api_key
     from ragstream_common.admin import ensure_topics
 
     # A first install takes minutes: let its progress reach the terminal and the CI log.
@@ -42,6 +42,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         ensure_weaviate()
         ensure_redis()
         asyncio.run(ensure_topics(kafka.endpoint))
+    # What the tests build from RetrieverSettings() reaches the local node with its key.
+    os.environ["RAGSTREAM_WEAVIATE_API_KEY"] = weaviate_api_key()
     _infrastructure_ready = True
 
 

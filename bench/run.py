@@ -15,6 +15,7 @@ them when matplotlib is installed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -79,11 +80,13 @@ QUICK = Scale(
 )
 
 
-def _server_versions(weaviate_url: str) -> dict[str, Any]:
+def _server_versions(weaviate_url: str, weaviate_api_key: str) -> dict[str, Any]:
     from ragstream_cli.stack.config import KAFKA_VERSION
 
+    headers = {"Authorization": f"Bearer {weaviate_api_key}"}
     try:
-        weaviate_version = httpx.get(f"{weaviate_url}/v1/meta", timeout=5.0).json()["version"]
+        meta = httpx.get(f"{weaviate_url}/v1/meta", headers=headers, timeout=5.0)
+        weaviate_version = meta.json()["version"]
     except (httpx.HTTPError, KeyError, ValueError):
         weaviate_version = None
     return {"servers": {"kafka": KAFKA_VERSION, "weaviate": weaviate_version}}
@@ -350,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     selected = _selection(args.only, args.skip)
     scale = QUICK if args.quick else FULL
+    from ragstream_cli.stack import weaviate_api_key
     from ragstream_cli.stack.platform import ensure_platform
     from ragstream_common.logging import configure_logging
 
@@ -357,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("bench", level="WARNING", json=False)
     console = Console(stderr=True)
     platform = ensure_platform()
-    env = environment({**_server_versions(platform.weaviate_url), "quick": args.quick})
+    # The in-process retrieval (queries, retrieval quality) reaches the local node with its key.
+    key = os.environ["RAGSTREAM_WEAVIATE_API_KEY"] = weaviate_api_key()
+    env = environment({**_server_versions(platform.weaviate_url, key), "quick": args.quick})
     kafka, gateway = platform.kafka_bootstrap, platform.gateway_url
     questions = [q["question"] for q in retrieval_quality.load_questions()]
 

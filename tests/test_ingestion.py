@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from weaviate.classes.query import Filter
 
 from ragstream_cli.stack.platform import Platform
+from ragstream_retriever.adapters.weaviate_index import weaviate_credentials
 from ragstream_retriever.settings import RetrieverSettings
 
 pytestmark = pytest.mark.stack
@@ -92,6 +93,7 @@ def chunks_in_weaviate(platform: Platform) -> Iterator[Any]:
         host=settings.weaviate_host,
         port=settings.weaviate_http_port,
         grpc_port=settings.weaviate_grpc_port,
+        auth_credentials=weaviate_credentials(settings),
         skip_init_checks=True,
     )
     # The collection is multi-tenant (a shard per tenant); these documents are the default tenant's.

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
+from weaviate.classes.init import Auth
 
 from ragstream_common.events import (
     ChunksEmbedded,
@@ -31,7 +32,7 @@ from ragstream_common.messaging import create_broker
 from ragstream_common.metrics import ServiceMetrics
 from ragstream_common.topics import CONTEXTS, DOCUMENT_STATUS
 from ragstream_retriever.adapters.embedding_model import AsyncEmbedder, load_query_model
-from ragstream_retriever.adapters.weaviate_index import WeaviateIndex
+from ragstream_retriever.adapters.weaviate_index import WeaviateIndex, weaviate_credentials
 from ragstream_retriever.dependencies import Dependencies
 from ragstream_retriever.domain import (
     DocumentRecord,
@@ -723,3 +724,27 @@ class TestNoMixedVersions:
         assert (race.mixed, race.backwards) == ([], [])
         assert race.versions[-1] == 30
         assert await index.count(tenant="acme", doc_id="release") == 2
+
+
+class TestCredentials:
+    def test_the_api_key_is_sent_when_set(self) -> None:
+        """No key, no credentials (anonymous); a key becomes Weaviate's API-key credentials."""
+        assert weaviate_credentials(RetrieverSettings(weaviate_api_key=None)) is None
+        credentials = weaviate_credentials(RetrieverSettings(weaviate_api_key="s3cret"))
+        assert isinstance(credentials, type(Auth.api_key("other")))
+        assert credentials.api_key == "s3cret"
+
+    def test_the_key_stays_out_of_the_settings_repr(self) -> None:
+        assert "s3cret" not in repr(RetrieverSettings(weaviate_api_key="s3cret"))
+
+    async def test_a_refused_key_fails_at_once_with_a_clear_error(self) -> None:
+        """The local node asks for a key: without it, connect says so instead of waiting."""
+        for key in (None, "not-the-key"):
+            keyless = WeaviateIndex.from_settings(RetrieverSettings(weaviate_api_key=key))
+            started = time.monotonic()
+            try:
+                with pytest.raises(PermissionError, match="RAGSTREAM_WEAVIATE_API_KEY"):
+                    await keyless.connect(wait_seconds=20.0)
+            finally:
+                await keyless.close()
+            assert time.monotonic() - started < 10.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +19,12 @@ from ragstream_cli.stack.kafka import (
     render_pom,
     render_server_properties,
 )
-from ragstream_cli.stack.weaviate import weaviate_env
+from ragstream_cli.stack.weaviate import (
+    WEAVIATE_USER,
+    check_weaviate_key,
+    weaviate_api_key,
+    weaviate_env,
+)
 
 
 def _props(text: str) -> dict[str, str]:
@@ -146,21 +153,69 @@ def test_cluster_id_is_kafka_style_uuid() -> None:
 
 def test_weaviate_env_is_single_node_offline(tmp_path: Path) -> None:
     """Weaviate's environment pins every port, the Raft node id, and turns outside calls off."""
-    ports = WeaviatePorts(8080, 50051, 7100, 7101, 8300, 8301, 6060)
-    env = weaviate_env(tmp_path / "data", ports)
+    ports = WeaviatePorts(8080, 50051, 7100, 7101, 8300, 8301)
+    env = weaviate_env(tmp_path / "data", ports, "the-key")
     assert env["PERSISTENCE_DATA_PATH"] == (tmp_path / "data").as_posix()
     assert env["CLUSTER_HOSTNAME"] == config.WEAVIATE_CLUSTER_HOSTNAME
     assert env["DEFAULT_VECTORIZER_MODULE"] == "none"
     assert env["DISABLE_TELEMETRY"] == "true"
-    assert env["AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED"] == "true"
     assert env["RAFT_BOOTSTRAP_EXPECT"] == "1"
     assert (env["GRPC_PORT"], env["CLUSTER_GOSSIP_BIND_PORT"], env["CLUSTER_DATA_BIND_PORT"]) == (
         "50051",
         "7100",
         "7101",
     )
-    assert (env["RAFT_PORT"], env["RAFT_INTERNAL_RPC_PORT"], env["GO_PROFILING_PORT"]) == (
-        "8300",
-        "8301",
-        "6060",
+    assert (env["RAFT_PORT"], env["RAFT_INTERNAL_RPC_PORT"]) == ("8300", "8301")
+
+
+def test_weaviate_env_closes_what_listens_beyond_loopback(tmp_path: Path) -> None:
+    """gRPC and the cluster API bind every interface: both ask for the key; no debug listener."""
+    env = weaviate_env(tmp_path / "data", WeaviatePorts(8080, 50051, 7100, 7101, 8300, 8301), "k")
+    assert env["AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED"] == "false"
+    assert env["AUTHENTICATION_APIKEY_ENABLED"] == "true"
+    assert env["AUTHENTICATION_APIKEY_ALLOWED_KEYS"] == "k"
+    assert env["AUTHENTICATION_APIKEY_USERS"] == WEAVIATE_USER
+    assert (env["CLUSTER_BASIC_AUTH_USERNAME"], env["CLUSTER_BASIC_AUTH_PASSWORD"]) == (
+        WEAVIATE_USER,
+        "k",
     )
+    assert env["GO_PROFILING_DISABLE"] == "true"
+    assert "GO_PROFILING_PORT" not in env
+
+
+def test_weaviate_api_key_is_made_once_per_stack_and_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is random, kept in the stack dir for its owner only, and the same on every read."""
+    monkeypatch.setenv("RAGSTREAM_STACK_DIR", str(tmp_path / "one"))
+    first = weaviate_api_key()
+    key_file = tmp_path / "one" / "weaviate" / "api-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().strip() == first
+    assert weaviate_api_key() == first
+    assert len(first) >= 32
+
+    monkeypatch.setenv("RAGSTREAM_STACK_DIR", str(tmp_path / "two"))
+    assert weaviate_api_key() != first
+
+
+def test_a_node_that_refuses_the_key_is_a_clear_error(tmp_path: Path) -> None:
+    """A running Weaviate started without this checkout's key is reported, not reused blindly."""
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(StackError, match="make down"):
+            check_weaviate_key(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()

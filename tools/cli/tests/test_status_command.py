@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import ragstream_cli.__main__ as cli
 from ragstream_cli.operations_readings import read_operations
+from ragstream_cli.stack import ensure_weaviate, weaviate_api_key, weaviate_url
 from ragstream_cli.stack.components import ComponentStatus
 from ragstream_common.topics import TOPICS
 
@@ -108,3 +109,20 @@ class TestReadOperationsOnKafka:
         # Unreachable retriever and Weaviate: no reading, rather than a failure.
         assert snapshot.freshness_p50_s is None
         assert snapshot.index_sizes is None
+
+    async def test_index_sizes_come_with_the_local_key(self) -> None:
+        """The local Weaviate asks for its key: with it the view has the sizes, without it none."""
+        ensure_weaviate()
+
+        async def sizes(key: str | None) -> dict[str, int] | None:
+            snapshot = await read_operations(
+                BOOTSTRAP,
+                interval_s=0.1,
+                retriever_url="http://127.0.0.1:1",
+                weaviate_url=weaviate_url(),
+                weaviate_api_key=key,
+            )
+            return snapshot.index_sizes
+
+        assert await sizes(None) is None
+        assert isinstance(await sizes(weaviate_api_key()), dict)

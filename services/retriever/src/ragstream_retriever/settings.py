@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from ragstream_common.drift import DEFAULT_BASELINE_SIZE, DEFAULT_RECENT_SIZE
 from ragstream_common.settings import ServiceSettings
@@ -20,6 +20,9 @@ class RetrieverSettings(ServiceSettings):
     weaviate_http_port: int = Field(default=8080, ge=1, le=65535)
     weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535)
     weaviate_secure: bool = False
+    # An API key, sent on REST and gRPC alike; None connects anonymously. The local stack sets
+    # its node's key (ragstream_cli.stack.weaviate).
+    weaviate_api_key: SecretStr | None = None
     # Seconds; a query that takes longer than this is better retried than waited for.
     weaviate_query_timeout: float = Field(default=10.0, gt=0)
     weaviate_insert_timeout: float = Field(default=60.0, gt=0)

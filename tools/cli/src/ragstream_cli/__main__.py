@@ -15,7 +15,7 @@ from rich.table import Table
 from ragstream_cli import ingest
 from ragstream_cli.operations_readings import read_operations
 from ragstream_cli.samples import SAMPLE_QUESTION, ask, load_samples
-from ragstream_cli.stack import kafka_bootstrap, kafka_status, weaviate_url
+from ragstream_cli.stack import kafka_bootstrap, kafka_status, weaviate_api_key, weaviate_url
 from ragstream_cli.stack.errors import StackError
 from ragstream_cli.stack.paths import repo_root
 from ragstream_cli.stack.platform import SERVICES, ensure_platform, stop_platform
@@ -87,6 +87,7 @@ def _status(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         retriever_url=retriever.url,
         weaviate_url=weaviate_url(),
+        weaviate_api_key=weaviate_api_key(),
     )
     try:
         # A broker that accepts connections but does not answer must not hold the command up.

@@ -36,7 +36,12 @@ _DEAD_LETTERS_PER_TOPIC = 5
 
 
 async def read_operations(
-    bootstrap: str, *, interval_s: float, retriever_url: str, weaviate_url: str
+    bootstrap: str,
+    *,
+    interval_s: float,
+    retriever_url: str,
+    weaviate_url: str,
+    weaviate_api_key: str | None = None,
 ) -> OperationsSnapshot:
     """Sample the platform twice, ``interval_s`` apart, and return what the view shows.
 
@@ -45,6 +50,7 @@ async def read_operations(
         interval_s: Seconds between the two end-offset samples that give the rates.
         retriever_url: Where the retriever serves ``/metrics`` (freshness).
         weaviate_url: Weaviate's REST endpoint (index sizes).
+        weaviate_api_key: Its API key, if it asks for one.
 
     Raises:
         KafkaError: Kafka could not be read (the caller reports it; nothing else is shown).
@@ -72,7 +78,7 @@ async def read_operations(
             asyncio.sleep(interval_s),
             _dead_letters(dead_letter_reader, await _partitions(admin, dead_letter_topics)),
             _freshness(retriever_url),
-            _index_sizes(weaviate_url),
+            _index_sizes(weaviate_url, weaviate_api_key),
         )
         # Commits are read before the end offsets, so that a lag is never negative.
         committed = await _committed_offsets(admin)
@@ -166,11 +172,12 @@ async def _freshness(retriever_url: str) -> float | None:
     return freshness_quantile(response.text, 0.5)
 
 
-async def _index_sizes(weaviate_url: str) -> dict[str, int] | None:
+async def _index_sizes(weaviate_url: str, api_key: str | None) -> dict[str, int] | None:
     # One request for every collection and tenant; an aggregate per tenant would be one each.
     # Weaviate updates these counts asynchronously: they may trail the last writes briefly.
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
     try:
-        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT_S, headers=headers) as client:
             response = await client.get(f"{weaviate_url}/v1/nodes", params={"output": "verbose"})
             response.raise_for_status()
     except httpx.HTTPError:

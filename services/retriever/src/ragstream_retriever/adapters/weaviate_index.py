@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import weaviate
+from weaviate.auth import AuthCredentials
 from weaviate.classes.config import (
     Configure,
     ConsistencyLevel,
@@ -32,7 +33,7 @@ from weaviate.classes.config import (
     Property,
     Tokenization,
 )
-from weaviate.classes.init import AdditionalConfig, Timeout
+from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 from weaviate.collections.classes.data import DataObject
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
@@ -56,6 +57,7 @@ __all__ = [
     "chunk_properties",
     "search_filter",
     "version_properties",
+    "weaviate_credentials",
 ]
 
 _log = get_logger(__name__)
@@ -211,6 +213,17 @@ def _record(properties: Any) -> DocumentRecord:
     )
 
 
+def weaviate_credentials(settings: RetrieverSettings) -> AuthCredentials | None:
+    """Return the client's credentials: the API key if one is set, else None (anonymous).
+
+    Args:
+        settings: ``weaviate_api_key``.
+    """
+    if settings.weaviate_api_key is None:
+        return None
+    return Auth.api_key(settings.weaviate_api_key.get_secret_value())
+
+
 class WeaviateIndex:
     """The ``ChunkIndex`` port on Weaviate.
 
@@ -263,6 +276,7 @@ class WeaviateIndex:
             grpc_host=settings.weaviate_host,
             grpc_port=settings.weaviate_grpc_port,
             grpc_secure=settings.weaviate_secure,
+            auth_credentials=weaviate_credentials(settings),
             additional_config=AdditionalConfig(
                 timeout=Timeout(
                     init=5,
@@ -284,6 +298,8 @@ class WeaviateIndex:
 
         Raises:
             TimeoutError: Weaviate was not ready in time.
+            PermissionError: Weaviate refused the credentials (``weaviate_api_key``): waiting
+                would not change that.
         """
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -292,6 +308,11 @@ class WeaviateIndex:
                 if await self._client.is_ready():
                     break
             except WeaviateBaseError as error:
+                if isinstance(error, UnexpectedStatusCodeError) and error.status_code in (401, 403):
+                    raise PermissionError(
+                        "Weaviate refused the retriever's credentials"
+                        f" (RAGSTREAM_WEAVIATE_API_KEY): {error}"
+                    ) from error
                 if time.monotonic() >= deadline:
                     raise TimeoutError(f"Weaviate not ready: {error}") from error
                 _log.info("weaviate_not_ready", error=str(error)[:200])

@@ -82,7 +82,7 @@ class KafkaPorts:
 
 @dataclass(frozen=True)
 class WeaviatePorts:
-    """Every port a single Weaviate node listens on (it opens seven)."""
+    """Every port a single Weaviate node listens on (six: its debug listener is turned off)."""
 
     http: int
     grpc: int
@@ -90,7 +90,6 @@ class WeaviatePorts:
     data: int
     raft: int
     raft_rpc: int
-    profiling: int
 
 
 def kafka_ports() -> KafkaPorts:
@@ -107,7 +106,7 @@ def redis_port() -> int:
 
 
 def weaviate_ports() -> WeaviatePorts:
-    """Weaviate ports: defaults 8080/50051/7100/7101/8300/8301/6060, each overridable by env."""
+    """Weaviate ports: defaults 8080/50051/7100/7101/8300/8301, each overridable by env."""
     return WeaviatePorts(
         http=env_port("RAGSTREAM_WEAVIATE_PORT", 8080),
         grpc=env_port("RAGSTREAM_WEAVIATE_GRPC_PORT", 50051),
@@ -115,5 +114,4 @@ def weaviate_ports() -> WeaviatePorts:
         data=env_port("RAGSTREAM_WEAVIATE_DATA_PORT", 7101),
         raft=env_port("RAGSTREAM_WEAVIATE_RAFT_PORT", 8300),
         raft_rpc=env_port("RAGSTREAM_WEAVIATE_RAFT_RPC_PORT", 8301),
-        profiling=env_port("RAGSTREAM_WEAVIATE_PROFILING_PORT", 6060),
     )

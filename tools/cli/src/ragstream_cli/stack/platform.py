@@ -20,7 +20,7 @@ from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
 from ragstream_cli.stack.prometheus import ensure_prometheus, stop_prometheus
 from ragstream_cli.stack.redis import ensure_redis, redis_url, stop_redis
-from ragstream_cli.stack.weaviate import ensure_weaviate, stop_weaviate
+from ragstream_cli.stack.weaviate import ensure_weaviate, stop_weaviate, weaviate_api_key
 from ragstream_common.admin import ensure_topics
 
 __all__ = [
@@ -111,6 +111,8 @@ def service_process(
         "RAGSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
         # The embedder's shared embedding cache (the other services ignore it).
         "RAGSTREAM_REDIS_URL": redis_url(),
+        # The local Weaviate's key (the retriever is the one that talks to Weaviate).
+        "RAGSTREAM_WEAVIATE_API_KEY": weaviate_api_key(),
         "RAGSTREAM_HTTP_HOST": HOST,
         "RAGSTREAM_HTTP_PORT": str(spec.port),
         "RAGSTREAM_LOG_JSON": "true",

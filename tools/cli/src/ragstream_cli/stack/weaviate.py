@@ -4,12 +4,19 @@ Install: ``CGO_ENABLED=0 GOBIN=<install>/bin go install <module>@<version>`` (se
 cold; seconds once the Go module and build caches are warm). Run: ``weaviate-server`` on
 127.0.0.1 with every cluster port pinned and modules/telemetry off.
 
+Weaviate binds its gRPC API and its cluster API to every interface, whatever its REST host (no
+setting moves them), so the local node does not serve anonymous callers: every API asks for this
+checkout's key, and the debug listener, also on every interface, is off.
+
 State in ``<stack>/weaviate/``: ``data/`` (PERSISTENCE_DATA_PATH, includes the Raft log),
-``weaviate.log`` (its JSON log lines), ``weaviate.pid``, ``install.log``.
+``api-key`` (the key, readable by its owner only), ``weaviate.log`` (its JSON log lines),
+``weaviate.pid``, ``install.log``.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import httpx
@@ -30,16 +37,19 @@ from ragstream_cli.stack.config import (
     WeaviatePorts,
     weaviate_ports,
 )
-from ragstream_cli.stack.errors import InstallError
+from ragstream_cli.stack.errors import InstallError, StackError
 from ragstream_cli.stack.install import atomic_install, is_installed, require_tool, run_logged
 from ragstream_cli.stack.paths import component_dir, install_dir
 from ragstream_cli.stack.processes import ManagedProcess
 from ragstream_cli.stack.progress import Reporter
 
 __all__ = [
+    "WEAVIATE_USER",
+    "check_weaviate_key",
     "ensure_weaviate",
     "install_weaviate",
     "stop_weaviate",
+    "weaviate_api_key",
     "weaviate_binary",
     "weaviate_component",
     "weaviate_env",
@@ -51,7 +61,10 @@ __all__ = [
 ]
 
 NAME = "weaviate"
+# The one user the local node knows; its key is in ``<stack>/weaviate/api-key``.
+WEAVIATE_USER = "ragstream"
 _BINARY = "weaviate-server"
+_API_KEY_FILE = "api-key"
 # First start replays nothing, but a restart with many shards loads them before reporting ready.
 _START_TIMEOUT_S = 180.0
 
@@ -76,15 +89,50 @@ def weaviate_url() -> str:
     return f"http://{HOST}:{weaviate_ports().http}"
 
 
-def weaviate_env(data_dir: Path, ports: WeaviatePorts) -> dict[str, str]:
-    """Environment for ``weaviate-server``: single node, loopback only, no modules, no telemetry."""
+def weaviate_api_key() -> str:
+    """Return this checkout's key to the local Weaviate, made on first use.
+
+    A random secret in ``<stack>/weaviate/api-key``, readable by its owner only. The services
+    get it as ``RAGSTREAM_WEAVIATE_API_KEY``.
+    """
+    path = weaviate_state_dir() / _API_KEY_FILE
+    if not path.is_file():
+        # Written whole under a name of our own, then linked into place: a reader never sees a
+        # half-written key, and of two processes making one at once, the first link wins.
+        draft = path.with_name(f".{_API_KEY_FILE}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text(encoding="utf-8").strip()
+
+
+def weaviate_env(data_dir: Path, ports: WeaviatePorts, api_key: str) -> dict[str, str]:
+    """Environment for ``weaviate-server``: single node, a key for every API, no modules, no
+    telemetry, no debug listener.
+
+    Args:
+        data_dir: Where it keeps its data.
+        ports: Where it listens.
+        api_key: The key every API asks for (``weaviate_api_key``).
+    """
     return {
         "PERSISTENCE_DATA_PATH": data_dir.as_posix(),
         "DEFAULT_VECTORIZER_MODULE": "none",
         # Vectors come from our own embedder: no module may call out to a hosted API, and not
         # registering the ~40 API-based modules keeps the process smaller.
         "API_BASED_MODULES_DISABLED": "true",
-        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        # gRPC listens on every interface (see the module docstring): a caller needs the key.
+        # With no authorization module, a known key may do everything.
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "false",
+        "AUTHENTICATION_APIKEY_ENABLED": "true",
+        "AUTHENTICATION_APIKEY_ALLOWED_KEYS": api_key,
+        "AUTHENTICATION_APIKEY_USERS": WEAVIATE_USER,
         "AUTHORIZATION_ADMINLIST_ENABLED": "false",
         "DISABLE_TELEMETRY": "true",
         "QUERY_DEFAULTS_LIMIT": "25",
@@ -95,6 +143,9 @@ def weaviate_env(data_dir: Path, ports: WeaviatePorts) -> dict[str, str]:
         "CLUSTER_BIND_ADDR": HOST,
         "CLUSTER_GOSSIP_BIND_PORT": str(ports.gossip),
         "CLUSTER_DATA_BIND_PORT": str(ports.data),
+        # The cluster API (the data port) listens on every interface too.
+        "CLUSTER_BASIC_AUTH_USERNAME": WEAVIATE_USER,
+        "CLUSTER_BASIC_AUTH_PASSWORD": api_key,
         "RAFT_PORT": str(ports.raft),
         "RAFT_INTERNAL_RPC_PORT": str(ports.raft_rpc),
         "RAFT_BOOTSTRAP_EXPECT": "1",
@@ -103,7 +154,8 @@ def weaviate_env(data_dir: Path, ports: WeaviatePorts) -> dict[str, str]:
         # production margin buys nothing here; 1 brings startup from ~8 s to ~3 s.
         "RAFT_TIMEOUTS_MULTIPLIER": "1",
         "GRPC_PORT": str(ports.grpc),
-        "GO_PROFILING_PORT": str(ports.profiling),
+        # pprof and friends, on every interface; nothing here reads them.
+        "GO_PROFILING_DISABLE": "true",
         "PROMETHEUS_MONITORING_ENABLED": "false",
         "LOG_LEVEL": "warning",
     }
@@ -160,6 +212,24 @@ def weaviate_ready(url: str | None = None, timeout: float = 2.0) -> bool:
     return response.status_code == 200
 
 
+def check_weaviate_key(url: str) -> None:
+    """Raise unless the Weaviate at ``url`` takes this checkout's key.
+
+    Raises:
+        StackError: It refuses the key: a node started without it (by an older checkout, say),
+            which every client of this one would find closed.
+    """
+    response = httpx.get(
+        f"{url}/v1/meta", headers={"Authorization": f"Bearer {weaviate_api_key()}"}, timeout=10.0
+    )
+    if response.status_code in (401, 403):
+        raise StackError(
+            f"Weaviate at {url} refuses this checkout's key ({weaviate_state_dir() / _API_KEY_FILE})"
+            f": HTTP {response.status_code}. It was started without it, by an older version or"
+            " another checkout. Stop it and start it again: `make down`, then `make up`."
+        )
+
+
 def _prepare(reporter: Reporter) -> None:
     (weaviate_state_dir() / "data").mkdir(parents=True, exist_ok=True)
 
@@ -178,7 +248,7 @@ def _process() -> ManagedProcess:
             "--scheme",
             "http",
         ],
-        env=weaviate_env(state / "data", ports),
+        env=weaviate_env(state / "data", ports, weaviate_api_key()),
         log_path=state / "weaviate.log",
         pid_path=state / "weaviate.pid",
         cwd=state,
@@ -204,7 +274,6 @@ def weaviate_component() -> Component:
             "data": ports.data,
             "raft": ports.raft,
             "raft rpc": ports.raft_rpc,
-            "profiling": ports.profiling,
         },
         probe=weaviate_ready,
         install=install_weaviate,
@@ -220,7 +289,9 @@ def ensure_weaviate(reporter: Reporter | None = None) -> EnsureResult:
     Raises:
         StackError: See :func:`ragstream_cli.stack.components.ensure_component`.
     """
-    return ensure_component(weaviate_component(), reporter)
+    result = ensure_component(weaviate_component(), reporter)
+    check_weaviate_key(weaviate_url())
+    return result
 
 
 def stop_weaviate(reporter: Reporter | None = None, timeout: float = 30.0) -> bool:
