@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import gc
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -17,7 +18,13 @@ from ragstream_common.metrics import ServiceMetrics, metrics_asgi_app
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.tracing import configure_tracing
 
-__all__ = ["serve", "worker_app"]
+__all__ = ["freeze_after_startup", "serve", "worker_app"]
+
+_Message = MutableMapping[str, Any]
+_Asgi = Callable[
+    [_Message, Callable[[], Awaitable[_Message]], Callable[[_Message], Awaitable[None]]],
+    Awaitable[None],
+]
 
 
 def worker_app(
@@ -80,6 +87,40 @@ def _export_lag(app: AsgiFastStream, collector: ConsumerLagCollector, interval_s
     app.on_shutdown(stop)
 
 
+def freeze_after_startup(app: _Asgi) -> _Asgi:
+    """Wrap ``app`` so that, once its startup is done, the garbage collector sets aside every
+    object made so far, before the server takes its first request.
+
+    A service's imports, model and clients live as long as the process, yet every full
+    collection walked them all, and the service answered nothing meanwhile: over 1,200 queries
+    at concurrency 8, pauses of 384 ms in the generator and 180 ms in the gateway, each longer
+    than the p99 budget of the Kafka hops (bench/README.md). Frozen, they are no longer walked;
+    what is made later still is. Collected first, so that no garbage is frozen with them.
+
+    Args:
+        app: An ASGI application with a lifespan.
+    """
+
+    async def frozen(
+        scope: _Message,
+        receive: Callable[[], Awaitable[_Message]],
+        send: Callable[[_Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def send_after_freezing(message: _Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.collect()
+                gc.freeze()
+            await send(message)
+
+        await app(scope, receive, send_after_freezing)
+
+    return frozen
+
+
 def serve(app: Any, settings: ServiceSettings) -> None:
     """Set up logging and tracing, then serve ``app`` with uvicorn on the settings' host and port.
 
@@ -90,7 +131,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
     configure_tracing(settings)
     uvicorn.run(
-        app,
+        freeze_after_startup(app),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
