@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import json
 import math
@@ -277,9 +278,15 @@ class InProcessPath:
             broker=create_broker(generator_settings, generator_metrics),
             llm_port=model,
         )
+        # The services freeze what their startup made, so that full collections stop walking
+        # it (ragstream_common.service.freeze_after_startup); this path gets the same, or its
+        # collection pauses would flatter the Kafka hops.
+        gc.collect()
+        gc.freeze()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        gc.unfreeze()
         await self._stack.aclose()
 
     async def ask(self, question: str) -> None:
