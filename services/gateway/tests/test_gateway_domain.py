@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,7 +48,7 @@ def _status(
     if at is not None:
         fields["occurred_at"] = _at(at)
     return DocumentStatus.model_validate(
-        {"doc_id": "doc-1", "stage": stage, "version": version, **fields}
+        {"doc_id": "doc-1", "stage": stage, "version": version} | fields
     )
 
 
@@ -184,6 +185,38 @@ class TestStatusUrl:
 
 
 class TestStatusBook:
+    def test_the_collector_does_not_walk_the_documents(self) -> None:
+        """The book holds every document ever ingested: once collections have seen them, a full
+        collection no longer walks one object per document."""
+        book = StatusBook()
+
+        def fill(first: int, count: int) -> None:
+            for n in range(first, first + count):
+                for at, stage in enumerate(("received", "chunked", "embedded", "indexed")):
+                    book.apply(
+                        _status(stage, 1, at=at, doc_id=f"doc-{n}", doc_hash="h", chunk_count=3)
+                    )
+                # Late news of an earlier stage takes a path of its own.
+                book.apply(_status("chunked", 1, at=9, doc_id=f"doc-{n}"))
+
+        fill(0, 100)  # what the first events make once (validators, caches), not per document
+        gc.collect()
+        before = len(gc.get_objects())
+        documents = 2000
+        fill(100, documents)
+        # A tuple is let go once a collection finds its members let go: a level per collection.
+        for _ in range(3):
+            gc.collect()
+        assert len(book) == documents + 100
+        assert len(gc.get_objects()) - before < documents // 10
+        view = book.get("default", "doc-7")
+        assert view is not None
+        assert (view.stage, view.chunk_count, list(view.timestamps)) == (
+            "indexed",
+            3,
+            ["received", "chunked", "embedded", "indexed"],
+        )
+
     def test_unknown_document_is_none(self) -> None:
         """A document no event named has no status."""
         assert StatusBook().get("default", "nope") is None

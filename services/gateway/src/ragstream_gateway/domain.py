@@ -10,9 +10,8 @@ import binascii
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, NamedTuple, Self
 
 from pydantic import (
     AwareDatetime,
@@ -223,9 +222,8 @@ _STAGE_RANK: dict[str, int] = {
 }
 
 
-@dataclass
-class _StatusEntry:
-    """The folded status of one document."""
+class _StatusEntry(NamedTuple):
+    """The folded status of one document (the book stores it as a plain tuple, see there)."""
 
     stage: DocumentStage
     version: int | None
@@ -234,7 +232,8 @@ class _StatusEntry:
     doc_hash: str | None
     # The newest occurred_at of any applied event: what a version-less "received" must beat.
     updated_at: datetime
-    timestamps: dict[DocumentStage, datetime] = field(default_factory=dict)
+    # Each stage's time, as pairs: a dict would keep the tuple tracked (see StatusBook).
+    timestamps: tuple[tuple[DocumentStage, datetime], ...]
     # The highest version any event has named for this document. Kept apart from ``version``
     # because a version-less "received" (a re-upload whose version is not known) clears that.
     highest_version: int | None = None
@@ -243,6 +242,16 @@ class _StatusEntry:
     def awaiting_version(self) -> bool:
         """Whether the latest event named no version: a re-upload not yet numbered."""
         return self.version is None
+
+    def stamped(self, stage: DocumentStage) -> datetime | None:
+        """When ``stage`` happened, if an event said so."""
+        return dict(self.timestamps).get(stage)
+
+    def with_stamp(
+        self, stage: DocumentStage, at: datetime
+    ) -> tuple[tuple[DocumentStage, datetime], ...]:
+        """The timestamps with ``stage`` at ``at`` (replacing an earlier time of it)."""
+        return tuple({**dict(self.timestamps), stage: at}.items())
 
 
 class StatusBook:
@@ -261,7 +270,18 @@ class StatusBook:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _StatusEntry] = {}
+        # Plain tuples of plain values, not _StatusEntry: the garbage collector stops tracking
+        # an exact tuple (not a subclass, and holding no dict or list) once it has seen it hold
+        # only untracked values, and then the dict too. So a full collection does not walk
+        # every document the gateway knows, and the book holds every document ever ingested.
+        self._entries: dict[tuple[str, str], tuple[object, ...]] = {}
+
+    def _entry(self, key: tuple[str, str]) -> _StatusEntry | None:
+        stored = self._entries.get(key)
+        return None if stored is None else _StatusEntry._make(stored)
+
+    def _store(self, key: tuple[str, str], entry: _StatusEntry) -> None:
+        self._entries[key] = tuple(entry)
 
     def apply(self, event: DocumentStatus) -> bool:
         """Fold ``event`` into the book; return False if it was ignored as stale.
@@ -270,14 +290,14 @@ class StatusBook:
             event: A status event from any stage of the pipeline.
         """
         key = (event.tenant, event.doc_id)
-        entry = self._entries.get(key)
+        entry = self._entry(key)
         if entry is None:
-            self._entries[key] = _fresh_entry(event)
+            self._store(key, _fresh_entry(event))
             return True
         if event.version is None:
             if event.occurred_at < entry.updated_at:
                 return False
-            self._entries[key] = _fresh_entry(event, highest_version=entry.highest_version)
+            self._store(key, _fresh_entry(event, highest_version=entry.highest_version))
             return True
         highest = entry.highest_version
         if highest is not None and event.version < highest:
@@ -285,35 +305,41 @@ class StatusBook:
         if highest is None or event.version > highest:
             # A version-less "received" before the first event naming a new version announced
             # that very upload, so its time stays as the version's received time.
-            received_at = entry.timestamps.get("received") if entry.awaiting_version else None
-            self._entries[key] = _fresh_entry(event, received_at=received_at)
+            received_at = entry.stamped("received") if entry.awaiting_version else None
+            self._store(key, _fresh_entry(event, received_at=received_at))
             return True
         if entry.awaiting_version:
             # Same version as the newest seen, after a re-upload was announced: an event about
             # the replaced version, unless it happened after the announcement.
             if event.occurred_at < entry.updated_at:
                 return False
-            received_at = entry.timestamps.get("received")
-            self._entries[key] = _fresh_entry(event, received_at=received_at)
+            received_at = entry.stamped("received")
+            self._store(key, _fresh_entry(event, received_at=received_at))
             return True
         if _STAGE_RANK[event.stage] < _STAGE_RANK[entry.stage]:
             # Late news of an earlier stage (the gateway's "received" racing the ingestor's
             # "chunked", or a redelivery): its time is still worth keeping, its stage is not.
-            entry.timestamps.setdefault(event.stage, event.occurred_at)
+            if entry.stamped(event.stage) is None:
+                self._store(
+                    key, entry._replace(timestamps=entry.with_stamp(event.stage, event.occurred_at))
+                )
             return False
-        entry.timestamps[event.stage] = event.occurred_at
-        entry.updated_at = max(entry.updated_at, event.occurred_at)
-        entry.stage = event.stage
-        entry.reason = event.reason
-        if event.chunk_count is not None:
-            entry.chunk_count = event.chunk_count
-        if event.doc_hash is not None:
-            entry.doc_hash = event.doc_hash
+        self._store(
+            key,
+            entry._replace(
+                timestamps=entry.with_stamp(event.stage, event.occurred_at),
+                stage=event.stage,
+                reason=event.reason,
+                updated_at=max(entry.updated_at, event.occurred_at),
+                chunk_count=entry.chunk_count if event.chunk_count is None else event.chunk_count,
+                doc_hash=entry.doc_hash if event.doc_hash is None else event.doc_hash,
+            ),
+        )
         return True
 
     def get(self, tenant: str, doc_id: str) -> DocumentStatusView | None:
         """Return the document's latest status, or None if no event named it."""
-        entry = self._entries.get((tenant, doc_id))
+        entry = self._entry((tenant, doc_id))
         if entry is None:
             return None
         return DocumentStatusView(
@@ -326,9 +352,7 @@ class StatusBook:
             reason=entry.reason,
             doc_hash=entry.doc_hash,
             # In pipeline order, whatever order the stages' events were read in.
-            timestamps=dict(
-                sorted(entry.timestamps.items(), key=lambda item: _STAGE_RANK[item[0]])
-            ),
+            timestamps=dict(sorted(entry.timestamps, key=lambda item: _STAGE_RANK[item[0]])),
             updated_at=entry.updated_at,
         )
 
@@ -359,7 +383,7 @@ def _fresh_entry(
         reason=event.reason,
         doc_hash=event.doc_hash,
         updated_at=event.occurred_at,
-        timestamps=timestamps,
+        timestamps=tuple(timestamps.items()),
         highest_version=event.version if event.version is not None else highest_version,
     )
 
