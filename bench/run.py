@@ -82,10 +82,12 @@ QUICK = Scale(
 
 def _server_versions(weaviate_url: str, weaviate_api_key: str) -> dict[str, Any]:
     from ragstream_cli.stack.config import KAFKA_VERSION
+    from ragstream_cli.stack.weaviate import weaviate_headers
 
-    headers = {"Authorization": f"Bearer {weaviate_api_key}"}
     try:
-        meta = httpx.get(f"{weaviate_url}/v1/meta", headers=headers, timeout=5.0)
+        meta = httpx.get(
+            f"{weaviate_url}/v1/meta", headers=weaviate_headers(weaviate_api_key), timeout=5.0
+        )
         weaviate_version = meta.json()["version"]
     except (httpx.HTTPError, KeyError, ValueError):
         weaviate_version = None

@@ -22,7 +22,7 @@ from ragstream_cli.stack import (
     weaviate_ready,
     weaviate_url,
 )
-from ragstream_cli.stack.weaviate import WEAVIATE_USER
+from ragstream_cli.stack.weaviate import WEAVIATE_USER, weaviate_headers
 
 
 @pytest.mark.stack
@@ -75,8 +75,13 @@ class TestWeaviateBeyondLoopback:
         ensure_weaviate()
         meta = f"{weaviate_url()}/v1/meta"
         assert httpx.get(meta, timeout=10.0).status_code == 401
-        assert httpx.get(meta, headers=_bearer("not-the-key"), timeout=10.0).status_code == 401
-        assert httpx.get(meta, headers=_bearer(weaviate_api_key()), timeout=10.0).is_success
+        assert (
+            httpx.get(meta, headers=weaviate_headers("not-the-key"), timeout=10.0).status_code
+            == 401
+        )
+        assert httpx.get(
+            meta, headers=weaviate_headers(weaviate_api_key()), timeout=10.0
+        ).is_success
 
     def test_grpc_asks_for_the_key(self) -> None:
         ensure_weaviate()
@@ -110,7 +115,3 @@ class TestWeaviateBeyondLoopback:
         ports = weaviate_ports()
         expected = {ports.http, ports.grpc, ports.gossip, ports.data, ports.raft, ports.raft_rpc}
         assert _listening_ports(pid) == expected
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}

@@ -23,6 +23,7 @@ from ragstream_cli.operations import (
     recent_dead_letters,
     topic_activity,
 )
+from ragstream_cli.stack.weaviate import weaviate_headers
 from ragstream_common.lag import groups_lag
 from ragstream_common.topics import TOPICS, dlq_name
 
@@ -175,7 +176,7 @@ async def _freshness(retriever_url: str) -> float | None:
 async def _index_sizes(weaviate_url: str, api_key: str | None) -> dict[str, int] | None:
     # One request for every collection and tenant; an aggregate per tenant would be one each.
     # Weaviate updates these counts asynchronously: they may trail the last writes briefly.
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    headers = weaviate_headers(api_key) if api_key else None
     try:
         async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT_S, headers=headers) as client:
             response = await client.get(f"{weaviate_url}/v1/nodes", params={"output": "verbose"})

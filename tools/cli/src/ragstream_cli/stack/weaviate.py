@@ -53,6 +53,7 @@ __all__ = [
     "weaviate_binary",
     "weaviate_component",
     "weaviate_env",
+    "weaviate_headers",
     "weaviate_install_dir",
     "weaviate_ready",
     "weaviate_state_dir",
@@ -110,6 +111,11 @@ def weaviate_api_key() -> str:
         finally:
             draft.unlink()
     return path.read_text(encoding="utf-8").strip()
+
+
+def weaviate_headers(api_key: str) -> dict[str, str]:
+    """HTTP headers that present ``api_key`` to Weaviate's REST API."""
+    return {"Authorization": f"Bearer {api_key}"}
 
 
 def weaviate_env(data_dir: Path, ports: WeaviatePorts, api_key: str) -> dict[str, str]:
@@ -220,7 +226,7 @@ def check_weaviate_key(url: str) -> None:
             which every client of this one would find closed.
     """
     response = httpx.get(
-        f"{url}/v1/meta", headers={"Authorization": f"Bearer {weaviate_api_key()}"}, timeout=10.0
+        f"{url}/v1/meta", headers=weaviate_headers(weaviate_api_key()), timeout=10.0
     )
     if response.status_code in (401, 403):
         raise StackError(
