@@ -293,6 +293,13 @@ class TestBatching:
         assert (first_size, top_up_size) == (7, 6)
         assert 0 < top_up_wait <= 35
 
+    def test_the_producer_lingers_for_bulk_work(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A part's embeddings and statuses wait a few ms to share produce requests; the
+        environment still decides."""
+        assert 0 < EmbedderSettings().kafka_linger_ms <= 10
+        monkeypatch.setenv("RAGSTREAM_KAFKA_LINGER_MS", "0")
+        assert EmbedderSettings().kafka_linger_ms == 0
+
     async def test_published_batch_flows_through_the_test_broker(self) -> None:
         """A publish_batch to `chunks` is consumed and embedded like a poll of Kafka."""
         model = FakeModel()

@@ -364,6 +364,13 @@ class TestBatches:
         [letter] = received.letters
         assert base64.b64decode(letter.original_value_b64) == b"{not json"
 
+    def test_the_producer_lingers_for_bulk_work(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A batch's chunks and statuses wait a few ms to share produce requests (fewer requests
+        for Kafka and for every consumer downstream); the environment still decides."""
+        assert 0 < IngestorSettings().kafka_linger_ms <= 10
+        monkeypatch.setenv("RAGSTREAM_KAFKA_LINGER_MS", "0")
+        assert IngestorSettings().kafka_linger_ms == 0
+
 
 class TestDelete:
     async def test_delete_becomes_a_version_without_chunks(

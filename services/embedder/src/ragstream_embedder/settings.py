@@ -28,6 +28,9 @@ class EmbedderSettings(ServiceSettings):
     # more texts sort them by length and pad less, and passes of 16 beat passes of 32 by ~10%.
     batch_max_messages: int = Field(default=64, ge=1)
     batch_max_wait_ms: int = Field(default=20, ge=0)
+    # Bulk work, never on a query's path (the retriever embeds queries itself): as the ingestor's,
+    # a part's embeddings and statuses leave in a few produce requests (bench/README.md).
+    kafka_linger_ms: int = Field(default=5, ge=0)
     # Texts per forward pass inside one model call.
     model_batch_size: int = Field(default=16, ge=1)
     # A batch's chunks go to the model in calls of about this many, each call's documents
