@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ragstream_cli.stack.errors import ProcessDiedError, ReadyTimeoutError, StackError
-from ragstream_cli.stack.processes import ManagedProcess, PidRecord, read_log_tail
+from ragstream_cli.stack.processes import ManagedProcess, PidRecord, process_age_s, read_log_tail
 
 SLEEP = "import time; print('sleeping', flush=True); time.sleep(60)"
 MakeProcess = Callable[..., ManagedProcess]
@@ -150,6 +150,30 @@ def test_reused_pid_is_not_mistaken_for_ours(tmp_path: Path) -> None:
     pid_path.write_text(PidRecord(pid=os.getpid(), start_ticks="1").to_json())
     proc = ManagedProcess(name="x", argv=["x"], log_path=tmp_path / "x.log", pid_path=pid_path)
     assert not proc.is_running()
+
+
+def test_process_age_counts_from_the_start_of_the_running_process(
+    make_process: MakeProcess, tmp_path: Path
+) -> None:
+    """The age of a running process grows from about zero; nothing runs, no age."""
+    proc = make_process(SLEEP)
+    assert process_age_s(proc.pid_path) is None
+    proc.start()
+    first = process_age_s(proc.pid_path)
+    assert first is not None
+    assert 0 <= first < 30
+    time.sleep(0.3)
+    later = process_age_s(proc.pid_path)
+    assert later is not None
+    assert later >= first + 0.2
+    proc.stop(timeout=5)
+    assert process_age_s(proc.pid_path) is None
+    # This interpreter started before the test did, and is older than the sleeper was.
+    ours = tmp_path / "ours.pid"
+    ours.write_text(str(os.getpid()))
+    age = process_age_s(ours)
+    assert age is not None
+    assert age > later
 
 
 def test_child_that_exits_is_not_running(make_process: MakeProcess) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ragstream_cli.stack.errors import ProcessDiedError, ReadyTimeoutError, StackError
 
-__all__ = ["ManagedProcess", "PidRecord", "read_log_tail"]
+__all__ = ["ManagedProcess", "PidRecord", "process_age_s", "read_log_tail"]
 
 # Processes started by this interpreter. Only the parent can reap a child, and an unreaped dead
 # child (a zombie) still answers kill(pid, 0); polling the Popen is the reliable liveness test.
@@ -89,6 +89,23 @@ def _proc_stat(pid: int) -> list[str] | None:
 def _start_ticks(pid: int) -> str | None:
     fields = _proc_stat(pid)
     return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def process_age_s(pid_path: Path) -> float | None:
+    """Seconds since the process a pid file names started, or None if it is not running.
+
+    Args:
+        pid_path: A pid file written by :class:`ManagedProcess`.
+    """
+    try:
+        record = PidRecord.parse(pid_path.read_text())
+    except OSError:
+        return None
+    ticks = _start_ticks(record.pid) if record is not None and _alive(record) else None
+    if ticks is None:
+        return None
+    since_boot = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0.0, since_boot - int(ticks) / os.sysconf("SC_CLK_TCK"))
 
 
 def _pid_exists(pid: int) -> bool:
