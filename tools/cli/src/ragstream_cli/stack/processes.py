@@ -92,7 +92,8 @@ def _start_ticks(pid: int) -> str | None:
 
 
 def process_age_s(pid_path: Path) -> float | None:
-    """Seconds since the process a pid file names started, or None if it is not running.
+    """Seconds since the process a pid file names was started; None if it is not running or
+    the file (a bare pid, written by something else) does not say when.
 
     Args:
         pid_path: A pid file written by :class:`ManagedProcess`.
@@ -101,11 +102,9 @@ def process_age_s(pid_path: Path) -> float | None:
         record = PidRecord.parse(pid_path.read_text())
     except OSError:
         return None
-    ticks = _start_ticks(record.pid) if record is not None and _alive(record) else None
-    if ticks is None:
+    if record is None or not record.started_at or not _alive(record):
         return None
-    since_boot = float(Path("/proc/uptime").read_text().split()[0])
-    return max(0.0, since_boot - int(ticks) / os.sysconf("SC_CLK_TCK"))
+    return max(0.0, time.time() - record.started_at)
 
 
 def _pid_exists(pid: int) -> bool:
