@@ -242,6 +242,7 @@ class InProcessPath:
     async def __aenter__(self) -> InProcessPath:
         from ragstream_common.messaging import create_broker
         from ragstream_common.metrics import ServiceMetrics
+        from ragstream_common.service import freeze_startup_objects
         from ragstream_generator.adapters.llm import build_answer_model
         from ragstream_generator.dependencies import Dependencies as GeneratorDependencies
         from ragstream_generator.settings import GeneratorSettings
@@ -281,8 +282,7 @@ class InProcessPath:
         # The services freeze what their startup made, so that full collections stop walking
         # it (ragstream_common.service.freeze_after_startup); this path gets the same, or its
         # collection pauses would flatter the Kafka hops.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -31,8 +31,9 @@ from bench.results import RESULTS_DIR, environment, print_summary, write_result
 __all__ = ["BENCHMARKS", "Scale", "main"]
 
 BENCHMARKS = ("ingest", "caches", "queries", "retrieval_quality", "sweep")
-# A fresh broker's C2 compiler takes 1-4 CPU-s of a 120-document burst for its first few
-# minutes of traffic; after about this long it takes 0.9-1.3 (bench/README.md).
+# A fresh broker's C2 compiler takes 1-4 CPU-s of a 120-document burst until about a dozen
+# bursts have gone through it, then 0.9-1.3 (bench/README.md). It is the traffic that warms it;
+# uptime is what the benchmark can see, and a stack this old has usually carried that much.
 KAFKA_WARM_AFTER_S = 20 * 60
 
 

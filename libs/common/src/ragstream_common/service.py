@@ -18,7 +18,7 @@ from ragstream_common.metrics import ServiceMetrics, metrics_asgi_app
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.tracing import configure_tracing
 
-__all__ = ["freeze_after_startup", "serve", "worker_app"]
+__all__ = ["freeze_after_startup", "freeze_startup_objects", "serve", "worker_app"]
 
 _Message = MutableMapping[str, Any]
 _Asgi = Callable[
@@ -87,6 +87,16 @@ def _export_lag(app: AsgiFastStream, collector: ConsumerLagCollector, interval_s
     app.on_shutdown(stop)
 
 
+def freeze_startup_objects() -> None:
+    """Set every object made so far aside from the garbage collector's full collections.
+
+    Collected first, so that no garbage is frozen with them. For what a process keeps until it
+    exits (imports, models, clients): see ``freeze_after_startup``.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def freeze_after_startup(app: _Asgi) -> _Asgi:
     """Wrap ``app`` so that, once its startup is done, the garbage collector sets aside every
     object made so far, before the server takes its first request.
@@ -95,7 +105,7 @@ def freeze_after_startup(app: _Asgi) -> _Asgi:
     collection walked them all, and the service answered nothing meanwhile: over 1,200 queries
     at concurrency 8, pauses of 384 ms in the generator and 180 ms in the gateway, each longer
     than the p99 budget of the Kafka hops (bench/README.md). Frozen, they are no longer walked;
-    what is made later still is. Collected first, so that no garbage is frozen with them.
+    what is made later still is.
 
     Args:
         app: An ASGI application with a lifespan.
@@ -112,8 +122,7 @@ def freeze_after_startup(app: _Asgi) -> _Asgi:
 
         async def send_after_freezing(message: _Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                gc.collect()
-                gc.freeze()
+                freeze_startup_objects()
             await send(message)
 
         await app(scope, receive, send_after_freezing)
