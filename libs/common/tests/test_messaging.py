@@ -161,13 +161,14 @@ class _ScriptedConsumer:
         return {"topic-0": records[:max_records]} if records else {}
 
 
-def _batch_subscriber(max_messages: int, max_wait_ms: int) -> Any:
+def _batch_subscriber(max_messages: int, max_wait_ms: int, quiet_ms: int | None = None) -> Any:
     settings = ServiceSettings(service_name="test-service")
     return batch_subscriber(
         KafkaRouter(),
         "queries",
         max_messages=max_messages,
         max_wait_ms=max_wait_ms,
+        quiet_ms=quiet_ms,
         **consumer_options(settings, "g"),
     )
 
@@ -208,3 +209,21 @@ class TestBatchSubscriber:
         (_, first), (timeout, _) = consumer.calls
         assert first == 4
         assert 0 < timeout <= 1000
+
+    async def test_a_quiet_time_ends_the_wait_early_for_a_lone_record(self) -> None:
+        """With a quiet time, a lone record waits that long for company, not the whole wait."""
+        consumer = _ScriptedConsumer(["a"], [], ["late"])
+        assert await _batch_subscriber(8, 1000, quiet_ms=50).get_msg(consumer) == ("a",)
+        (_, _), (timeout, _) = consumer.calls
+        assert 0 < timeout <= 50
+
+    async def test_records_that_keep_coming_keep_a_quiet_batch_open(self) -> None:
+        """Each record that arrives within the quiet time extends the batch, up to its size."""
+        consumer = _ScriptedConsumer(["a"], ["b"], ["c", "d"], [], ["late"])
+        assert await _batch_subscriber(8, 1000, quiet_ms=50).get_msg(consumer) == (
+            "a",
+            "b",
+            "c",
+            "d",
+        )
+        assert [timeout <= 50 for timeout, _ in consumer.calls[1:]] == [True, True, True]

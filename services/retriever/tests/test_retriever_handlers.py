@@ -539,6 +539,53 @@ class TestIndexBatches:
         assert [(s.doc_id, s.version) for s in h.statuses[2:]] == [("doc-a", 2), ("doc-b", 2)]
 
 
+class _ScriptedConsumer:
+    """Answers ``getmany`` from a script of polls, recording each poll's timeout."""
+
+    def __init__(self, *polls: list[str]) -> None:
+        self.polls = list(polls)
+        self.timeouts: list[int] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[str]]:
+        self.timeouts.append(timeout_ms)
+        records = self.polls.pop(0) if self.polls else []
+        return {"embeddings-0": records[:max_records]} if records else {}
+
+
+class TestIndexBatchWait:
+    def _index_subscriber(self, harness: Harness) -> Any:
+        [subscriber] = [
+            subscriber
+            for subscriber in harness.broker.subscribers
+            if EMBEDDINGS in subscriber.topic_names
+        ]
+        return subscriber
+
+    async def test_a_burst_of_versions_is_taken_as_one_batch(self) -> None:
+        """Versions that keep arriving join the batch: an embedder's model call published over
+        several fetches is one set of index writes, not one per fetch."""
+        consumer = _ScriptedConsumer(["a", "b"], ["c"], ["d", "e"], [])
+        batch = await self._index_subscriber(_harness()).get_msg(consumer)
+        assert batch == ("a", "b", "c", "d", "e")
+
+    async def test_a_lone_version_waits_only_the_quiet_time(self) -> None:
+        """A document updated on its own is indexed after a short pause, not the longest wait."""
+        settings = _settings()
+        assert 0 < settings.index_batch_quiet_ms < settings.index_batch_max_wait_ms
+        consumer = _ScriptedConsumer(["a"], [], ["late"])
+        assert await self._index_subscriber(_harness()).get_msg(consumer) == ("a",)
+        assert 0 < consumer.timeouts[1] <= settings.index_batch_quiet_ms
+
+    async def test_the_environment_can_turn_the_wait_off(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no wait, each fetch is a batch (the behaviour before the wait existed)."""
+        monkeypatch.setenv("RAGSTREAM_INDEX_BATCH_MAX_WAIT_MS", "0")
+        consumer = _ScriptedConsumer(["a", "b"], ["c"])
+        assert await self._index_subscriber(_harness()).get_msg(consumer) == ("a", "b")
+        assert len(consumer.timeouts) == 1
+
+
 class TestSearchRole:
     async def test_a_batch_of_queries_is_embedded_in_one_call_and_poison_goes_alone(self) -> None:
         """Queries waiting together share one model call; a malformed one is dead-lettered alone."""

@@ -135,13 +135,16 @@ def batch_subscriber(
     *,
     max_messages: int,
     max_wait_ms: int = 0,
+    quiet_ms: int | None = None,
     **options: Any,
 ) -> BatchSubscriber:
     """Return a batch subscriber of ``topic`` that hands its handler what is waiting, at once.
 
     A batch is whatever records are waiting, up to ``max_messages``; with ``max_wait_ms`` above
-    zero, a batch that is not full waits that long after its first record for more to arrive
-    (the latency a caller trades for fuller batches). Decorate the handler with the result.
+    zero, a batch that is not full waits up to that long after its first record for more to
+    arrive (the latency a caller trades for fuller batches). With ``quiet_ms`` it stops waiting
+    sooner, once that long passes with no new record: a burst's records keep the batch open,
+    and a lone record waits ``quiet_ms`` only. Decorate the handler with the result.
 
     FastStream's own batch loop sleeps a whole ``batch_timeout_ms`` after every empty poll, a
     guard against a busy loop that aiokafka's ``getmany`` (which itself waits up to its timeout)
@@ -152,7 +155,8 @@ def batch_subscriber(
         router: The service's router.
         topic: What to consume.
         max_messages: The most records in one batch.
-        max_wait_ms: How long a batch that is not full waits after its first record.
+        max_wait_ms: The longest a batch that is not full waits after its first record.
+        quiet_ms: Within that, how long a wait goes on with nothing arriving (None: to the end).
         options: The subscriber's other options, usually ``consumer_options(...)``.
     """
     subscriber = router.subscriber(
@@ -160,23 +164,28 @@ def batch_subscriber(
     )
 
     async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
-        return await _collect_batch(consumer, max_messages=max_messages, max_wait_ms=max_wait_ms)
+        return await _collect_batch(
+            consumer, max_messages=max_messages, max_wait_ms=max_wait_ms, quiet_ms=quiet_ms
+        )
 
     subscriber.get_msg = get_msg
     return subscriber
 
 
 async def _collect_batch(
-    consumer: AIOKafkaConsumer, *, max_messages: int, max_wait_ms: int
+    consumer: AIOKafkaConsumer, *, max_messages: int, max_wait_ms: int, quiet_ms: int | None
 ) -> tuple[ConsumerRecord[Any, Any], ...]:
-    """Return the records waiting (none after ``IDLE_POLL_MS``), topped up for ``max_wait_ms``."""
+    """Return the records waiting (none after ``IDLE_POLL_MS``), topped up for ``max_wait_ms``
+    or until ``quiet_ms`` pass without a record."""
     polled = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=max_messages)
     records = [record for partition in polled.values() for record in partition]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_ms / 1000
+    quiet_s = max_wait_ms / 1000 if quiet_ms is None else quiet_ms / 1000
     while records and len(records) < max_messages and (left := deadline - loop.time()) > 0:
         polled = await consumer.getmany(
-            timeout_ms=int(left * 1000) or 1, max_records=max_messages - len(records)
+            timeout_ms=int(min(left, quiet_s) * 1000) or 1,
+            max_records=max_messages - len(records),
         )
         if not polled:
             break

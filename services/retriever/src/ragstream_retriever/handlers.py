@@ -83,6 +83,8 @@ def build_router(deps: Dependencies) -> KafkaRouter:
             router,
             EMBEDDINGS,
             max_messages=settings.index_batch_max_messages,
+            max_wait_ms=settings.index_batch_max_wait_ms,
+            quiet_ms=settings.index_batch_quiet_ms,
             **consumer_options(settings, settings.index_group_id),
         )
         async def on_chunks_embedded(message: KafkaMessage) -> None:
