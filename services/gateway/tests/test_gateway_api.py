@@ -31,6 +31,7 @@ from ragstream_common.events import (
 )
 from ragstream_common.messaging import KafkaMessage, publish_event
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES, dlq_name
+from ragstream_gateway.adapters.status_feed import StatusFeed
 from ragstream_gateway.api import Gateway
 from ragstream_gateway.app import create_app
 from ragstream_gateway.settings import GatewaySettings
@@ -94,6 +95,14 @@ async def running(
     app = create_app(settings)
     broker: KafkaBroker = app.state.gateway.broker
     recorded = Recorded()
+    # No Kafka here: the statuses published on the in-memory broker reach the view instead, each
+    # record's value folded as the Kafka feed folds it.
+    gateway: Gateway = app.state.gateway
+    gateway.status_feed = StatusFeed(gateway.status_feed.fold)
+
+    @broker.subscriber(DOCUMENT_STATUS, group_id="status-view")
+    async def fold_status(message: KafkaMessage) -> None:
+        gateway.status_feed.fold(message.body)
 
     def record(topic: str) -> None:
         @broker.subscriber(topic, group_id=f"recorder-{topic}")
@@ -748,6 +757,21 @@ class TestOperations:
             response = await h.client.get("/healthz")
             assert response.status_code == 200
             assert response.json()["instance_id"] == INSTANCE
+
+    async def test_healthz_is_503_once_the_status_view_has_stopped(self) -> None:
+        """A replica whose status view no longer follows Kafka asks to be restarted."""
+
+        class Stopped(StatusFeed):
+            @property
+            def stopped(self) -> bool:
+                return True
+
+        async with running() as h:
+            assert (await h.client.get("/healthz")).status_code == 200
+            h.app.state.gateway.status_feed = Stopped(lambda value: None)
+            response = await h.client.get("/healthz")
+            assert response.status_code == 503
+            assert response.json() == {"status": "status view stopped"}
 
     async def test_healthz_is_503_before_startup(self) -> None:
         """A replica whose lifespan has not run yet is not ready."""

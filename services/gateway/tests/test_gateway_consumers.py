@@ -1,51 +1,77 @@
-"""The gateway's Kafka consumers as wired by ``build_consumers``, polled without a broker."""
+"""The status view's reader, polled without a broker: every record folded the moment it is read."""
 
 from __future__ import annotations
 
-from faststream.kafka.subscriber.usecase import BatchSubscriber
+import asyncio
+from dataclasses import dataclass
+from typing import Any
 
-from ragstream_common.messaging import create_broker
-from ragstream_gateway.api import Gateway
-from ragstream_gateway.handlers import build_consumers
-from ragstream_gateway.instruments import GatewayMetrics
-from ragstream_gateway.settings import GatewaySettings
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from ragstream_gateway.adapters import status_feed
+from ragstream_gateway.adapters.status_feed import follow
+
+
+@dataclass(frozen=True)
+class _Record:
+    value: bytes | None
 
 
 class _ScriptedConsumer:
-    """Answers ``getmany`` from a script of polls, recording each poll's timeout."""
+    """Answers ``getmany`` from a script of polls; an exception in the script is raised. Once the
+    script is spent, a poll waits until the test ends."""
 
-    def __init__(self, *polls: list[str]) -> None:
+    def __init__(self, *polls: list[bytes | None] | Exception) -> None:
         self.polls = list(polls)
-        self.timeouts: list[int] = []
+        self.spent = asyncio.Event()
 
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[str]]:
-        self.timeouts.append(timeout_ms)
-        records = self.polls.pop(0) if self.polls else []
-        return {"document-status-0": records[:max_records]} if records else {}
-
-
-def _status_subscriber(settings: GatewaySettings) -> BatchSubscriber:
-    metrics = GatewayMetrics(settings.service_name)
-    gateway = Gateway(
-        settings=settings, broker=create_broker(settings, metrics.service), metrics=metrics
-    )
-    consumers = build_consumers(
-        settings, gateway.broker, gateway.replies, gateway.statuses, metrics, gateway.answers
-    )
-    return consumers.statuses
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[_Record]]:
+        if not self.polls:
+            self.spent.set()
+            await asyncio.Event().wait()
+        poll = self.polls.pop(0)
+        if isinstance(poll, Exception):
+            raise poll
+        return {"document-status-0": [_Record(value) for value in poll]}
 
 
-class TestStatusBatches:
-    async def test_a_batch_waits_the_configured_time_for_more_statuses(self) -> None:
-        """Statuses that arrive within ``status_batch_max_wait_ms`` are folded in one batch."""
-        subscriber = _status_subscriber(GatewaySettings(status_batch_max_wait_ms=750))
-        consumer = _ScriptedConsumer(["indexed a"], ["chunked b"], [])
-        assert await subscriber.get_msg(consumer) == ("indexed a", "chunked b")
-        assert all(0 < timeout <= 750 for timeout in consumer.timeouts[1:])
+async def _follow_until_spent(consumer: _ScriptedConsumer, fold: Any) -> None:
+    task = asyncio.create_task(follow(consumer, fold))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(consumer.spent.wait(), timeout=5.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not task.done() or task.cancelled()
 
-    async def test_without_a_wait_each_poll_is_a_batch(self) -> None:
-        """At 0 the view takes each poll's statuses at once, as before the setting existed."""
-        subscriber = _status_subscriber(GatewaySettings(status_batch_max_wait_ms=0))
-        consumer = _ScriptedConsumer(["indexed a"], ["chunked b"])
-        assert await subscriber.get_msg(consumer) == ("indexed a",)
-        assert len(consumer.timeouts) == 1
+
+class TestFollow:
+    async def test_each_record_is_folded_as_soon_as_it_is_read(self) -> None:
+        """A poll's records reach the view before the next poll, which may wait: the view never
+        holds back what Kafka has already delivered (``ragstream ingest --wait`` then a GET)."""
+        folded: list[bytes | None] = []
+        consumer = _ScriptedConsumer([b"received a", b"chunked a"], [b"indexed a", b""])
+        await _follow_until_spent(consumer, folded.append)
+        assert folded == [b"received a", b"chunked a", b"indexed a", b""]
+
+    async def test_a_failed_poll_is_tried_again(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Kafka going away does not end the view: the next poll carries on where it stood."""
+        monkeypatch.setattr(status_feed, "_RETRY_AFTER_S", 0.0)
+        folded: list[bytes | None] = []
+        consumer = _ScriptedConsumer(
+            [b"received a"], KafkaConnectionError("broker gone"), [b"indexed a"]
+        )
+        await _follow_until_spent(consumer, folded.append)
+        assert folded == [b"received a", b"indexed a"]
+
+    async def test_a_failing_fold_ends_the_feed(self) -> None:
+        """A fold that raises is a bug: the loop ends with it (and the health check reports it)
+        instead of skipping records and serving a view that is silently wrong."""
+
+        def fold(value: bytes | None) -> None:
+            raise RuntimeError("bug")
+
+        consumer = _ScriptedConsumer([b"received a"])
+        with pytest.raises(RuntimeError, match="bug"):
+            await asyncio.wait_for(follow(consumer, fold), timeout=5.0)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ragstream_common.events import AnswerCompleted, FeedbackGiven, QueryRequested
 from ragstream_common.messaging import publish_event
 from ragstream_common.topics import ANSWERS, FEEDBACK, QUERIES
+from ragstream_gateway.adapters.status_feed import StatusFeed
 from ragstream_gateway.app import create_app
 from ragstream_gateway.feedback import AnsweredBy, AnswerLedger, FeedbackIn
 from ragstream_gateway.settings import GatewaySettings
@@ -45,6 +46,9 @@ class _Running:
     def __init__(self, reply_to: str | None = None) -> None:
         self.app = create_app(GatewaySettings(instance_id=INSTANCE, query_timeout_s=2))
         self.broker = self.app.state.gateway.broker
+        # No Kafka to read statuses from; feedback needs none.
+        gateway = self.app.state.gateway
+        gateway.status_feed = StatusFeed(gateway.status_feed.fold)
         self.feedback: list[FeedbackGiven] = []
         self.queries: list[QueryRequested] = []
         reply_route = reply_to or INSTANCE

@@ -19,6 +19,7 @@ from ragstream_common.messaging import KafkaMessage, publish_event
 from ragstream_common.settings import ServiceSettings
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS, DOCUMENTS, QUERIES
 from ragstream_common.tracing import configure_tracing
+from ragstream_gateway.adapters.status_feed import StatusFeed
 from ragstream_gateway.app import create_app
 from ragstream_gateway.settings import GatewaySettings
 
@@ -54,6 +55,8 @@ async def running() -> AsyncIterator[Traced]:
     """Start the gateway on the test broker, with a fake pipeline answering every query."""
     app = create_app(GatewaySettings(instance_id=INSTANCE))
     broker: KafkaBroker = app.state.gateway.broker
+    # No Kafka to read statuses from; these tests look at what the gateway publishes.
+    app.state.gateway.status_feed = StatusFeed(app.state.gateway.status_feed.fold)
     correlation_ids: dict[str, list[str | None]] = {}
 
     for topic in (DOCUMENTS, DOCUMENT_STATUS, QUERIES):

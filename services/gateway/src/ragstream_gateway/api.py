@@ -32,6 +32,7 @@ from ragstream_common.logging import bind_correlation_id, get_logger
 from ragstream_common.messaging import publish_event
 from ragstream_common.topics import DOCUMENT_STATUS, DOCUMENTS, FEEDBACK, QUERIES
 from ragstream_gateway.adapters.kafka_positions import StatusCatchUp
+from ragstream_gateway.adapters.status_feed import StatusFeed
 from ragstream_gateway.domain import (
     DEFAULT_TENANT,
     DOC_ID_PATTERN,
@@ -96,6 +97,8 @@ class Gateway:
     replies: PendingReplies = field(default_factory=PendingReplies)
     statuses: StatusBook = field(default_factory=StatusBook)
     status_catch_up: StatusCatchUp = field(default_factory=StatusCatchUp)
+    # Reads document-status into ``statuses``: app.py puts Kafka's in (tests, another).
+    status_feed: StatusFeed = field(default_factory=lambda: StatusFeed(lambda value: None))
     # Who wrote each recent answer (every replica's), for feedback.
     answers: AnswerLedger = field(default_factory=AnswerLedger)
     # Set once the reply consumer's positions are fixed (see app.py's lifespan).

@@ -25,9 +25,10 @@ from ragstream_common.metrics import metrics_asgi_app
 from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
 from ragstream_common.tracing import new_trace, trace_id_of
 from ragstream_gateway.adapters.kafka_positions import fix_positions
+from ragstream_gateway.adapters.status_feed import KafkaStatusFeed
 from ragstream_gateway.api import Gateway, install_error_handlers, router
 from ragstream_gateway.domain import accept_correlation_id
-from ragstream_gateway.handlers import build_consumers
+from ragstream_gateway.handlers import build_consumers, fold_status
 from ragstream_gateway.instruments import GatewayMetrics
 from ragstream_gateway.settings import GatewaySettings
 
@@ -59,10 +60,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics = GatewayMetrics(settings.service_name)
     broker = create_broker(settings, metrics.service)
     gateway = Gateway(settings=settings, broker=broker, metrics=metrics)
-    consumers = build_consumers(
-        settings, broker, gateway.replies, gateway.statuses, metrics, gateway.answers
-    )
+    consumers = build_consumers(settings, broker, gateway.replies, metrics, gateway.answers)
     broker.include_router(consumers.router)
+    gateway.status_feed = KafkaStatusFeed(
+        settings, lambda value: fold_status(value, gateway.statuses, metrics)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,8 +76,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await fix_positions(
                 consumers.answers.consumer, ANSWERS, max_wait_s=settings.startup_timeout_s
             )
+            await gateway.status_feed.start()
             await gateway.status_catch_up.start(
-                consumers.statuses.consumer, DOCUMENT_STATUS, max_wait_s=settings.startup_timeout_s
+                gateway.status_feed.consumer,
+                DOCUMENT_STATUS,
+                max_wait_s=settings.startup_timeout_s,
             )
             gateway.ready = True
             _log.info("gateway_ready", instance_id=settings.instance_id)
@@ -83,6 +88,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             gateway.ready = False
             gateway.replies.cancel_all()
+            await gateway.status_feed.stop()
             await broker.stop()
 
     app = FastAPI(
@@ -108,6 +114,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """200 when this replica is ready and Kafka answers a ping, 503 otherwise."""
         if not gateway.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
+        if gateway.status_feed.stopped:
+            return JSONResponse({"status": "status view stopped"}, status_code=503)
         if not await broker.ping(timeout=_PING_TIMEOUT_S):
             return JSONResponse({"status": "kafka unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "instance_id": settings.instance_id})

@@ -1,7 +1,9 @@
 """The gateway's Kafka consumers: answers to the queries it holds, and document statuses.
 
 Both read without a consumer group, because each replica needs every partition: any partition of
-``answers`` may carry an answer it waits for, and the status view must hold every document.
+``answers`` may carry an answer it waits for, and the status view must hold every document. The
+answers go through a FastStream subscriber; the statuses through ``adapters.status_feed``, which
+calls ``fold_status`` for each record.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ragstream_common.messaging import (
     record_header,
     record_message,
 )
-from ragstream_common.topics import ANSWERS, DOCUMENT_STATUS
+from ragstream_common.topics import ANSWERS
 from ragstream_gateway.domain import PendingReplies, StatusBook
 from ragstream_gateway.feedback import AnsweredBy, AnswerLedger
 from ragstream_gateway.instruments import GatewayMetrics
@@ -34,36 +36,31 @@ __all__ = ["GatewayConsumers", "build_consumers", "fold_status", "take_answer"]
 
 _log = get_logger(__name__)
 
-# Statuses folded per handler call, and how long an idle poll waits for the first of them (the
-# view's freshness for other replicas' uploads; a replica's own uploads show at once).
-_STATUS_BATCH = 500
+# Answers (and streamed deltas) taken per handler call.
 _ANSWER_BATCH = 500
 
 
 @dataclass
 class GatewayConsumers:
-    """The router to include in the broker, and its two subscribers (for their consumers)."""
+    """The router to include in the broker, and its answers subscriber (for its consumer)."""
 
     router: KafkaRouter
     answers: Any
-    statuses: Any
 
 
 def build_consumers(
     settings: GatewaySettings,
     broker: KafkaBroker,
     replies: PendingReplies,
-    statuses: StatusBook,
     metrics: GatewayMetrics,
     ledger: AnswerLedger,
 ) -> GatewayConsumers:
-    """Build the subscribers that feed ``replies`` and ``statuses`` from Kafka.
+    """Build the subscriber that feeds ``replies`` from Kafka.
 
     Args:
         settings: The gateway's settings (its reply route, fetch waits).
         broker: Publishes the dead letters of unreadable answers.
         replies: The queries this replica waits on.
-        statuses: The document status view to keep current.
         metrics: Counts what the consumers see.
         ledger: Who wrote each answer, for feedback.
     """
@@ -105,29 +102,7 @@ def build_consumers(
                     metrics=metrics.service,
                 )
 
-    status_topic = batch_subscriber(
-        router,
-        Topic(DOCUMENT_STATUS, declare=False),
-        # Every replica reads the whole topic at startup. One message at a time, FastStream's
-        # per-message pipeline costs about 1 ms (4,155 statuses took 4.7 s here); in batches
-        # the same catch-up is bounded by the fetches.
-        max_messages=_STATUS_BATCH,
-        max_wait_ms=settings.status_batch_max_wait_ms,
-        group_id=None,
-        # The topic is compacted: reading it whole rebuilds the latest status of every document.
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        title="document-status (status view)",
-    )
-
-    @status_topic
-    async def on_statuses(message: KafkaMessage) -> None:
-        """Fold a batch of status events into the view; skip tombstones and unreadable events."""
-        for record in batch_records(message):
-            fold_status(record.value, statuses, metrics)
-
-    return GatewayConsumers(router=router, answers=answers, statuses=status_topic)
+    return GatewayConsumers(router=router, answers=answers)
 
 
 def take_answer(

@@ -40,10 +40,3 @@ class GatewaySettings(ServiceSettings):
     # How long startup may wait for the reply consumer's partitions and positions before the
     # process gives up (and is restarted), instead of serving queries it could lose answers for.
     startup_timeout_s: float = Field(default=30.0, gt=0)
-    # How long a batch of statuses waits after its first for more, before it is folded into the
-    # view: the status view may lag this much behind Kafka. During a bulk ingest statuses arrive
-    # one or two at a time, and each batch costs FastStream's pipeline about a millisecond; at
-    # 200 ms the gateway spent 0.64-0.74 CPU-s on a 120-document burst instead of 1.05-1.30.
-    # Off by default: `ragstream ingest --wait` follows the statuses on Kafka itself, and a
-    # script that asks the gateway right after it returns must see what it saw.
-    status_batch_max_wait_ms: int = Field(default=0, ge=0)
