@@ -81,7 +81,7 @@ class StatusCatchUp:
         """Record the end offset of each partition of ``topic`` as the target to reach.
 
         Args:
-            consumer: The status subscriber's aiokafka consumer (None under the test broker).
+            consumer: The status feed's aiokafka consumer (None when no Kafka is read, in tests).
             topic: The status topic.
             max_wait_s: Seconds to wait for the assignment and the end offsets.
         """
