@@ -10,7 +10,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from ragstream_gateway.adapters import status_feed
-from ragstream_gateway.adapters.status_feed import follow
+from ragstream_gateway.adapters.status_feed import KafkaStatusFeed, follow
+from ragstream_gateway.settings import GatewaySettings
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ async def _follow_until_spent(consumer: _ScriptedConsumer, fold: Any) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert not task.done() or task.cancelled()
+    # Still following when the script ran out: nothing ended the loop but the cancel.
+    assert task.cancelled()
 
 
 class TestFollow:
@@ -75,3 +77,18 @@ class TestFollow:
         consumer = _ScriptedConsumer([b"received a"])
         with pytest.raises(RuntimeError, match="bug"):
             await asyncio.wait_for(follow(consumer, fold), timeout=5.0)  # type: ignore[arg-type]
+
+
+class TestKafkaStatusFeed:
+    async def test_a_failed_start_leaves_nothing_open(self) -> None:
+        """Kafka unreachable at startup: start() fails, and stop() still closes the consumer."""
+        settings = GatewaySettings(kafka_bootstrap="127.0.0.1:1", startup_timeout_s=1.0)
+        feed = KafkaStatusFeed(settings, lambda value: None)
+        with pytest.raises(KafkaConnectionError):
+            await feed.start()
+        consumer = feed.consumer
+        assert consumer is not None
+        await feed.stop()
+        assert feed.consumer is None
+        assert consumer._closed
+        assert not feed.stopped

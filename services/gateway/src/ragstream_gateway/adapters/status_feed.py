@@ -110,8 +110,9 @@ class KafkaStatusFeed(StatusFeed):
             fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
         )
         consumer.subscribe([DOCUMENT_STATUS])
-        await consumer.start()
+        # Kept before it starts, so that stop() closes what a failed start left open.
         self.consumer = consumer
+        await consumer.start()
         self._task = asyncio.create_task(follow(consumer, self.fold), name="status-view")
         self._task.add_done_callback(_log_end)
 
