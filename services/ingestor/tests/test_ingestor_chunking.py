@@ -102,6 +102,25 @@ class TestChunkSections:
         """Paragraphs that fit together form one chunk, separated by a blank line."""
         assert _texts(["one two", "three four"], word_counter) == ["one two\n\nthree four"]
 
+    def test_a_section_that_fits_is_counted_once_whole(self, word_counter: TokenCounter) -> None:
+        """A section that fits one chunk costs one count of that chunk, not one per paragraph."""
+        counted: list[str] = []
+
+        class Recording:
+            def count_tokens(self, texts: Sequence[str]) -> list[int]:
+                counted.extend(texts)
+                return word_counter.count_tokens(texts)
+
+        paragraphs = ["Alpha beta.", "Gamma delta.", "Epsilon zeta."]
+        drafts = chunk_sections(
+            "Title", [Section(("Head",), tuple(paragraphs))], Recording(), POLICY
+        )
+
+        whole = embedding_text("Title", ("Head",), "\n\n".join(paragraphs))
+        assert [(d.text, d.token_count) for d in drafts] == [("\n\n".join(paragraphs), 10)]
+        assert counted.count(whole) == 1
+        assert not set(paragraphs) & set(counted)
+
     def test_a_paragraph_that_does_not_fit_starts_a_chunk_after_the_overlap(
         self, word_counter: TokenCounter
     ) -> None:
@@ -309,6 +328,32 @@ class TestChunkSectionsWithTheRealTokenizer:
         assert max(recounted) <= REAL_POLICY.max_tokens
         assert [d.token_count for d in drafts] == recounted
         _assert_cover(words, drafts)
+
+    @pytest.mark.parametrize("seed", range(12))
+    def test_a_section_is_one_chunk_exactly_when_it_fits_whole(
+        self, seed: int, word_pieces: TokenCounter
+    ) -> None:
+        """Short sections of varied text (cut mid-word too) are one chunk, their paragraphs
+        joined by blank lines, when the model reads all of it within the budget, and are cut
+        when it would not."""
+        rng = random.Random(seed)
+        title, sections, _ = _random_document(rng)
+        for section in sections:
+            paragraphs = tuple(
+                paragraph[: rng.randint(1, 200)] for paragraph in section.paragraphs[:3]
+            )
+            short = Section(section.heading_path, paragraphs)
+            path = fit_heading_path(title, short.heading_path, word_pieces, REAL_POLICY)
+            joined = "\n\n".join(paragraphs)
+            [whole] = word_pieces.count_tokens([embedding_text(title, path, joined)])
+
+            drafts = chunk_sections(title, [short], word_pieces, REAL_POLICY)
+
+            if whole <= REAL_POLICY.max_tokens:
+                assert [(d.text, d.token_count) for d in drafts] == [(joined, whole)]
+            else:
+                assert len(drafts) > 1
+                assert max(d.token_count for d in drafts) <= REAL_POLICY.max_tokens
 
     def test_chunks_are_filled_not_fragmented(self, word_pieces: TokenCounter) -> None:
         """Plain prose packs close to the budget: no chunk but a section's last is under half."""

@@ -13,7 +13,8 @@ counts against the budget, and never crosses a heading: sections are chunked ind
 
 Word pieces add up: the model's tokenizer splits on whitespace before anything else, so pieces of
 text joined by whitespace cost the sum of their parts. Packing relies on that and never re-counts
-a growing chunk; every finished chunk is counted once more, whole, to prove it fits.
+a growing chunk; every finished chunk is counted once more, whole, to prove it fits. A section
+that fits in one chunk is counted whole first, and is that chunk without being packed.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ def fit_heading_path(
     return path
 
 
+# What separates a section's paragraphs inside a chunk.
+_PARAGRAPH_JOINER = "\n\n"
+
+
 def chunk_sections(
     title: str,
     sections: Iterable[Section],
@@ -187,11 +192,19 @@ def chunk_sections(
     drafts: list[ChunkDraft] = []
     for section in sections:
         path = fit_heading_path(title, section.heading_path, counter, policy)
+        whole = _whole_section(title, path, section.paragraphs, counter, policy)
+        if whole is not None:
+            if max_chunks is not None and len(drafts) + 1 > max_chunks:
+                raise DocumentRejectedError(
+                    f"document needs more than {max_chunks} chunks (the limit per document)"
+                )
+            drafts.append(whole)
+            continue
         prefix = costs.one(embedding_text(title, path, ""))
         budget = policy.max_tokens - costs.special - prefix
         overlap = min(policy.overlap_tokens, budget // 2)
         cutter = _Cutter(budget, overlap, costs, policy.max_chunk_chars)
-        units = cutter.units((paragraph, "\n\n") for paragraph in section.paragraphs)
+        units = cutter.units((paragraph, _PARAGRAPH_JOINER) for paragraph in section.paragraphs)
         texts: list[str] = []
         for text in _pack(units, budget, overlap, costs, policy.max_chunk_chars):
             texts.append(text)
@@ -209,6 +222,35 @@ def chunk_sections(
                 )
             drafts.append(ChunkDraft(path, text, total))
     return drafts
+
+
+def _whole_section(
+    title: str,
+    path: tuple[str, ...],
+    paragraphs: Sequence[str],
+    counter: TokenCounter,
+    policy: ChunkingPolicy,
+) -> ChunkDraft | None:
+    """Return the section as one chunk if all of it fits, else None (it is then packed).
+
+    Packing a section that fits would put all its paragraphs in one chunk anyway, and then
+    count that chunk whole; counting it whole first is that same proof, and saves counting
+    the paragraphs one by one (half the chunker's time on typical documents). Packing's
+    character bound is kept: it counts each paragraph with its joiner, the first one's too.
+    """
+    if not paragraphs:
+        return None
+    text = _PARAGRAPH_JOINER.join(paragraphs)
+    if len(text) + len(_PARAGRAPH_JOINER) > policy.max_chunk_chars:
+        return None
+    # Every word costs a word piece at least ([UNK] at worst), so a section of more words than
+    # the budget cannot fit, and counting it would be wasted.
+    if len(text.split()) > policy.max_tokens:
+        return None
+    [total] = counter.count_tokens([embedding_text(title, path, text)])
+    if total > policy.max_tokens:
+        return None
+    return ChunkDraft(path, text, total)
 
 
 # --- splitting --------------------------------------------------------------------------------
