@@ -404,8 +404,33 @@ class _CorrelationMiddleware(BaseMiddleware):
             bind_correlation_id(None)
 
 
+class _DeadLetterMiddleware(BaseMiddleware):
+    """Dead-letters a message whose handler raised a poison error; delays the redelivery of a
+    message whose handler failed otherwise."""
+
+    def __init__(self, msg: Any, /, *, context: Any, factory: _DeadLetterMiddlewareFactory) -> None:
+        super().__init__(msg, context=context)
+        self.factory = factory
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        factory = self.factory
+        try:
+            return await call_next(msg)
+        except _POISON as error:
+            if factory.broker is None:
+                raise
+            await dead_letter(
+                factory.broker, msg, error, service=factory.service, metrics=factory.metrics
+            )
+            return None
+        except Exception:
+            _log.exception("handler_failed_will_redeliver")
+            await asyncio.sleep(REDELIVERY_BACKOFF_SECONDS)
+            raise
+
+
 class _DeadLetterMiddlewareFactory:
-    """Builds, per message, a middleware that dead-letters poison and delays redelivery.
+    """Builds, per message, the middleware that dead-letters poison and delays redelivery.
 
     FastStream instantiates middlewares per message with no reference to the broker, and the broker
     takes its middlewares at construction; this factory closes that loop by holding the broker.
@@ -417,25 +442,8 @@ class _DeadLetterMiddlewareFactory:
         self.broker: KafkaBroker | None = None
 
     def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
-        factory = self
-
-        class DeadLetterMiddleware(BaseMiddleware):
-            async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-                try:
-                    return await call_next(msg)
-                except _POISON as error:
-                    if factory.broker is None:
-                        raise
-                    await dead_letter(
-                        factory.broker, msg, error, service=factory.service, metrics=factory.metrics
-                    )
-                    return None
-                except Exception:
-                    _log.exception("handler_failed_will_redeliver")
-                    await asyncio.sleep(REDELIVERY_BACKOFF_SECONDS)
-                    raise
-
-        return DeadLetterMiddleware(msg, context=context)
+        # Every message published or consumed passes here: the class is built once, not per call.
+        return _DeadLetterMiddleware(msg, context=context, factory=self)
 
 
 @dataclass(frozen=True)
