@@ -15,12 +15,12 @@ import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream.kafka import KafkaBroker, TestKafkaBroker
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, TraceFlags
 
 from ragstream_common.admin import ensure_topics
 from ragstream_common.events import DocumentUpserted
@@ -122,6 +122,48 @@ class TestSpanProcessors:
         span = provider.get_tracer("t").start_span("s")
         assert not span.is_recording()
         assert trace_id_of(span.get_span_context()) is not None
+
+
+class TestSpansWithoutAProcessor:
+    def test_unrecorded_yet_sampled_and_propagated(self) -> None:
+        """With nothing to take them, spans are not recorded, but keep the SDK's ids and sampled
+        flag, and a child continues the trace: downstream exporters make the same decision."""
+        tracer = build_tracer_provider(SETTINGS).get_tracer("t")
+        with tracer.start_as_current_span("root") as root:
+            child = tracer.start_span("child")
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+
+        assert not root.is_recording()
+        assert not child.is_recording()
+        assert root.get_span_context().trace_flags.sampled
+        assert child.get_span_context().trace_id == root.get_span_context().trace_id
+        assert child.get_span_context().span_id != root.get_span_context().span_id
+        trace_id = trace_id_of(root.get_span_context())
+        assert carrier["traceparent"].startswith(f"00-{trace_id}-")
+        flags = int(carrier["traceparent"].rsplit("-", 1)[1], 16)
+        assert flags & TraceFlags.SAMPLED
+
+    def test_a_trace_not_sampled_stays_unsampled(self) -> None:
+        """At ratio 0 the flag says not sampled, as the SDK's would."""
+        provider = build_tracer_provider(SETTINGS.model_copy(update={"trace_sample_ratio": 0.0}))
+        span = provider.get_tracer("t").start_span("s")
+        assert not span.get_span_context().trace_flags.sampled
+        assert trace_id_of(span.get_span_context()) is not None
+
+    def test_recorded_once_a_processor_is_added(self) -> None:
+        """A tracer taken before the processor was added records from then on."""
+        provider = build_tracer_provider(SETTINGS)
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("before"):
+            pass
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+        with tracer.start_as_current_span("after") as span:
+            assert span.is_recording()
+
+        assert [finished.name for finished in exporter.get_finished_spans()] == ["after"]
 
 
 class TestConfigureTracing:
