@@ -156,7 +156,8 @@ class _ProcessorAwareTracer(Tracer):
             context, trace_id, name, kind, attributes, links
         )
         flags = TraceFlags.SAMPLED if decision.decision.is_sampled() else TraceFlags.DEFAULT
-        if ids.is_trace_id_random() if root else parent.trace_flags.random_trace_id:
+        random_trace_id = ids.is_trace_id_random() if root else parent.trace_flags.random_trace_id
+        if random_trace_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         return NonRecordingSpan(
             SpanContext(
