@@ -155,7 +155,7 @@ class TestSpansWithoutAProcessor:
         """A tracer taken before the processor was added records from then on."""
         provider = build_tracer_provider(SETTINGS)
         tracer = provider.get_tracer("t")
-        with tracer.start_as_current_span("before"):
+        with tracer.start_as_current_span("before") as unrecorded:
             pass
         exporter = InMemorySpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -164,6 +164,8 @@ class TestSpansWithoutAProcessor:
             assert span.is_recording()
 
         assert [finished.name for finished in exporter.get_finished_spans()] == ["after"]
+        # The same flags either way, so what travels in traceparent does not change.
+        assert unrecorded.get_span_context().trace_flags == span.get_span_context().trace_flags
 
 
 class TestConfigureTracing:
