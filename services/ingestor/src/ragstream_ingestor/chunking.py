@@ -194,10 +194,7 @@ def chunk_sections(
         path = fit_heading_path(title, section.heading_path, counter, policy)
         whole = _whole_section(title, path, section.paragraphs, counter, policy)
         if whole is not None:
-            if max_chunks is not None and len(drafts) + 1 > max_chunks:
-                raise DocumentRejectedError(
-                    f"document needs more than {max_chunks} chunks (the limit per document)"
-                )
+            _check_chunk_count(len(drafts) + 1, max_chunks)
             drafts.append(whole)
             continue
         prefix = costs.one(embedding_text(title, path, ""))
@@ -208,10 +205,7 @@ def chunk_sections(
         texts: list[str] = []
         for text in _pack(units, budget, overlap, costs, policy.max_chunk_chars):
             texts.append(text)
-            if max_chunks is not None and len(drafts) + len(texts) > max_chunks:
-                raise DocumentRejectedError(
-                    f"document needs more than {max_chunks} chunks (the limit per document)"
-                )
+            _check_chunk_count(len(drafts) + len(texts), max_chunks)
         totals = counter.count_tokens([embedding_text(title, path, text) for text in texts])
         for text, total in zip(texts, totals, strict=True):
             if total > policy.max_tokens:
@@ -222,6 +216,13 @@ def chunk_sections(
                 )
             drafts.append(ChunkDraft(path, text, total))
     return drafts
+
+
+def _check_chunk_count(count: int, max_chunks: int | None) -> None:
+    if max_chunks is not None and count > max_chunks:
+        raise DocumentRejectedError(
+            f"document needs more than {max_chunks} chunks (the limit per document)"
+        )
 
 
 def _whole_section(
@@ -243,8 +244,9 @@ def _whole_section(
     text = _PARAGRAPH_JOINER.join(paragraphs)
     if len(text) + len(_PARAGRAPH_JOINER) > policy.max_chunk_chars:
         return None
-    # Every word costs a word piece at least ([UNK] at worst), so a section of more words than
-    # the budget cannot fit, and counting it would be wasted.
+    # A word costs a word piece at least ([UNK] at worst; only one made of control characters
+    # costs none), so a section of more words than the budget will not fit: counting it would
+    # be wasted.
     if len(text.split()) > policy.max_tokens:
         return None
     [total] = counter.count_tokens([embedding_text(title, path, text)])
