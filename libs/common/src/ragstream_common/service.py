@@ -131,7 +131,8 @@ def freeze_after_startup(app: _Asgi) -> _Asgi:
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:
-    """Set up logging and tracing, then serve ``app`` with uvicorn on the settings' host and port.
+    """Set up logging and tracing, then serve ``app`` with uvicorn on the settings' host and port,
+    keeping idle connections open for ``http_keep_alive_s``.
 
     Args:
         app: An ASGI application.
@@ -143,6 +144,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         freeze_after_startup(app),
         host=settings.http_host,
         port=settings.http_port,
+        timeout_keep_alive=settings.http_keep_alive_s,
         log_config=None,
         access_log=False,
         lifespan="on",
