@@ -23,8 +23,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     http_host: str = "127.0.0.1"
     http_port: int = 8100
-    # How long an idle HTTP/1.1 connection stays open. Longer than the idle timeout of any client
-    # or load balancer in front (httpx 5 s, AWS ALB 60 s), so the client always closes first. A
+    # How long an idle HTTP/1.1 connection stays open: longer than the idle timeout of the usual
+    # clients and load balancers in front (httpx 5 s, AWS's ALB 60 s), so they close first. A
     # server that closes first races a request the client sends at that moment, which then fails
     # with a reset: with uvicorn's default of 5 s, a benchmark request to the gateway did.
     http_keep_alive_s: int = Field(default=75, ge=1)
