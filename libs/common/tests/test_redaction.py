@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import sys
 
 import pytest
 
 from ragstream_common.logging import configure_logging, get_logger
-from ragstream_common.redaction import REDACTED, redact_event, redact_text
+from ragstream_common.redaction import _TEXT_RULES, REDACTED, redact_event, redact_text
 
 KEY = "sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 
@@ -34,6 +35,49 @@ class TestRedactText:
         masked = redact_text(text)
         assert secret not in masked
         assert REDACTED in masked or "[EMAIL]" in masked
+
+    def test_every_rule_applies_whatever_text_surrounds_it(self) -> None:
+        """The quick check that skips most texts never skips one a rule would change."""
+        fragments = [
+            KEY,
+            "sk-",
+            "Bearer ",
+            "bearer abcdefgh12345",
+            "redis://",
+            "://u:p4ssw0rd@h",
+            "@",
+            "jane@example.org",
+            "AKIAIOSFODNN7EXAMPLE",
+            "akia",
+            "api_key=",
+            "API-KEY: ",
+            "secret",
+            "Passwd=",
+            "password",
+            "token:",
+            "access-token=",
+            "Authorization=",
+            "'",
+            '"',
+            " ",
+            "=",
+            ":",
+            "x",
+            "hello",
+            "1234",
+            "/",
+            ";",
+            "&",
+            "}",
+            "\n",
+        ]
+        rng = random.Random(5)
+        for _ in range(5000):
+            text = "".join(rng.choice(fragments) for _ in range(rng.randint(1, 8)))
+            expected = text
+            for pattern, replacement in _TEXT_RULES:
+                expected = pattern.sub(replacement, expected)
+            assert redact_text(text) == expected, text
 
     def test_ordinary_text_is_left_alone(self) -> None:
         """Text without secrets, token counts included, comes back unchanged."""

@@ -42,8 +42,17 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Each rule above matches only text holding one of these. Most values on a log line hold none,
+# and one search for them costs a sixth of running every rule (half of a log line's CPU).
+_MAY_HOLD_SECRET = re.compile(
+    r"(?i)://|@|bearer|sk-|akia|api[_-]?key|secret|passw|token|authorization"
+)
+
+
 def redact_text(text: str) -> str:
     """Return ``text`` with e-mail addresses and anything that looks like a credential masked."""
+    if not _MAY_HOLD_SECRET.search(text):
+        return text
     for pattern, replacement in _TEXT_RULES:
         text = pattern.sub(replacement, text)
     return text
