@@ -77,7 +77,7 @@ class WordPieceCounter:
         """Count a plain text's word pieces word by word; ``None`` for any other text.
 
         The tokenizer's own normalizer and pre-tokenizer take about 0.5 ms per kilobyte of
-        text, most of the ingestor's CPU per document; the same split done here, with each
+        text, a third of the ingestor's CPU per document; the same split done here, with each
         word's pieces counted once by the tokenizer's own WordPiece model and remembered, is
         about ten times faster. It applies only where the rules are simple: lowercasing BERT
         WordPiece, and text of ASCII and common punctuation (no control characters, accents or
