@@ -6,10 +6,12 @@ import io
 import json
 import logging
 import random
+import re
 import sys
 
 import pytest
 
+from ragstream_common import redaction
 from ragstream_common.logging import configure_logging, get_logger
 from ragstream_common.redaction import _TEXT_RULES, REDACTED, redact_event, redact_text
 
@@ -78,6 +80,12 @@ class TestRedactText:
             for pattern, replacement in _TEXT_RULES:
                 expected = pattern.sub(replacement, expected)
             assert redact_text(text) == expected, text
+
+    def test_text_no_rule_can_match_skips_the_rules(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Only text holding a fragment some rule needs is run through the rules at all."""
+        monkeypatch.setattr(redaction, "_TEXT_RULES", ((re.compile("hello"), "X"),))
+        assert redact_text("hello world") == "hello world"
+        assert redact_text("hello token") == "X token"
 
     def test_ordinary_text_is_left_alone(self) -> None:
         """Text without secrets, token counts included, comes back unchanged."""
