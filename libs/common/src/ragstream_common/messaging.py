@@ -209,6 +209,7 @@ def create_broker(settings: ServiceSettings, metrics: ServiceMetrics) -> KafkaBr
         settings.kafka_bootstrap,
         client_id=settings.service_name,
         linger_ms=settings.kafka_linger_ms,
+        max_batch_size=settings.kafka_max_batch_bytes,
         max_request_size=min(settings.kafka_max_request_bytes, MAX_MESSAGE_BYTES),
         acks="all",
         enable_idempotence=True,

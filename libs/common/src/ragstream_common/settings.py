@@ -45,6 +45,12 @@ class ServiceSettings(BaseSettings):
     # idles at 7% with a median of 62-68 ms.
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0)
     kafka_linger_ms: int = Field(default=0, ge=0)
+    # The most bytes the producer gathers for one partition before it must send them. aiokafka's
+    # default, 16 KiB, is less than one document's embeddings (~27 KB), so each of those went in
+    # a produce request of its own and the next record to that partition waited for it to leave.
+    # Kept at half of Kafka's default max.message.bytes, the lowest limit of any topic here: a
+    # batch is one message to the broker.
+    kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=1024)
     kafka_max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # How often a worker reads its consumer groups' lag into ragstream_consumer_lag: two small
     # admin requests per refresh, and fresher than a Prometheus scrape interval needs.
