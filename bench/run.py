@@ -159,9 +159,10 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
             ),
             (
                 "ingest",
-                "CPU besides the model / model CPU",
-                r.get("time_accounts", {}).get("cpu_besides_model_per_model_cpu"),
-                "every other process's CPU-s per CPU-s of the embedder (goal as CPU: < 0.15)",
+                "cpu_besides_model_per_model_cpu",
+                r.get("cpu_besides_model_per_model_cpu_median"),
+                "every other process's CPU-s per CPU-s of the embedder, median of the runs "
+                "(the goal as CPU: < 0.15)",
             ),
             (
                 "ingest",
@@ -329,6 +330,7 @@ def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "pipeline_efficiency": ingest_r.get("pipeline_efficiency"),
         "pipeline_efficiency_min": ingest_r.get("pipeline_efficiency_min"),
+        "cpu_besides_model_per_model_cpu": ingest_r.get("cpu_besides_model_per_model_cpu_median"),
         "freshness_p50_ms": ingest_r.get("freshness_p50_ms"),
         "freshness_p99_ms": ingest_r.get("freshness_p99_ms"),
         "query_overhead_p50_ms": queries_r.get("query_overhead_p50_ms"),

@@ -95,3 +95,22 @@ def test_without_cleanup_nothing_is_deleted(
     _run(documents=1, cleanup=False)
 
     assert [kind for kind, _ in recorder.steps] == ["bare", "pipeline", "bare"]
+
+
+def test_cpu_besides_the_model_is_the_median_over_every_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not the median run's own figure: runs ranked by efficiency need not rank by CPU."""
+    recorder = _Recorder()
+    recorder.install(monkeypatch, tmp_path)
+    ratios = iter([0.20, 0.10, None, 0.14])
+    monkeypatch.setattr(
+        ingest,
+        "time_accounts",
+        lambda before, after, chunks: {"cpu_besides_model_per_model_cpu": next(ratios)},
+    )
+
+    result = _run(documents=1, repeats=4, warm_up_documents=0, cleanup=False)
+
+    assert result["cpu_besides_model_per_model_cpu_runs"] == [0.20, 0.10, 0.14]
+    assert result["cpu_besides_model_per_model_cpu_median"] == pytest.approx(0.14)
