@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -358,6 +358,11 @@ def _selection(only: str | None, skip: str | None) -> list[str]:
     return [name for name in BENCHMARKS if name in chosen and name not in skipped]
 
 
+def _scale(quick: bool, ingest_repeats: int | None) -> Scale:
+    base = QUICK if quick else FULL
+    return base if ingest_repeats is None else replace(base, ingest_repeats=ingest_repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmarks and print the summary; return the exit code."""
     parser = argparse.ArgumentParser(
@@ -370,9 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip", metavar="A,B", help="run all but these (sweep restarts the embedder)"
     )
+    parser.add_argument(
+        "--ingest-repeats",
+        type=int,
+        metavar="N",
+        help="paired ingest runs (5 by default, 1 with --quick): more give a steadier median",
+    )
     args = parser.parse_args(argv)
     selected = _selection(args.only, args.skip)
-    scale = QUICK if args.quick else FULL
+    if args.ingest_repeats is not None and args.ingest_repeats < 1:
+        parser.error("--ingest-repeats must be at least 1")
+    scale = _scale(args.quick, args.ingest_repeats)
     from ragstream_cli.stack import weaviate_api_key
     from ragstream_cli.stack.platform import ensure_platform
     from ragstream_common.logging import configure_logging

@@ -12,7 +12,17 @@ import pytest
 from bench.pipeline import run_token, synthetic_documents
 from bench.queries import LoadLimits, alternate, failure_kind, run_load
 from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
-from bench.run import BENCHMARKS, _headline, _selection, _summary_rows, _triple
+from bench.run import (
+    BENCHMARKS,
+    FULL,
+    QUICK,
+    _headline,
+    _scale,
+    _selection,
+    _summary_rows,
+    _triple,
+    main,
+)
 from bench.sweep import FULL_POINTS, SweepPoint
 from ragstream_embedder.settings import EmbedderSettings
 
@@ -215,6 +225,23 @@ class TestSelection:
         """A misspelt benchmark stops the run before anything is measured."""
         with pytest.raises(SystemExit, match="unknown"):
             _selection("ingestion", None)
+
+
+class TestIngestRepeats:
+    def test_repeats_replace_the_scale_s_and_nothing_else(self) -> None:
+        """--ingest-repeats changes the number of paired runs at either scale, only that."""
+        assert _scale(False, None) == FULL
+        assert _scale(True, None) == QUICK
+        assert _scale(False, 15).ingest_repeats == 15
+        assert _scale(True, 3).ingest_repeats == 3
+        assert _scale(False, 15).ingest_documents == FULL.ingest_documents
+
+    def test_fewer_than_one_is_refused_before_anything_runs(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit):
+            main(["--only", "ingest", "--ingest-repeats", "0"])
+        assert "--ingest-repeats must be at least 1" in capsys.readouterr().err
 
 
 class TestSweepPoint:
