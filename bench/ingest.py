@@ -29,7 +29,8 @@ _SEED = 20261129
 
 
 def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int) -> dict[str, float]:
-    """Embed ``texts`` with ``model`` in this process; return chunks, seconds and chunks/s.
+    """Embed ``texts`` with ``model`` in this process; return chunks, seconds, chunks/s and the
+    process's CPU seconds meanwhile (nothing else runs in it then).
 
     Args:
         model: A loaded ``ragstream_embedding`` model, warmed up.
@@ -37,10 +38,44 @@ def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int) -> di
         batch_size: Texts per forward pass (the embedder's ``model_batch_size``, so that the two
             sides differ by the pipeline only).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model.embed(texts, batch_size=batch_size)
     seconds = time.perf_counter() - started
-    return {"chunks": len(texts), "seconds": seconds, "chunks_per_s": len(texts) / seconds}
+    return {
+        "chunks": len(texts),
+        "seconds": seconds,
+        "chunks_per_s": len(texts) / seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
+
+
+def model_cpu_per_chunk(
+    embedder_cpu_seconds: float | None, pipeline_chunks: int, bare: dict[str, float]
+) -> dict[str, float | None]:
+    """Compare the model's CPU per chunk inside the pipeline with the bare model's.
+
+    The efficiency is the product of two shares: of the cores the model got beside the rest of
+    the platform, and of the work a core did for it. ``bare_over_pipeline`` is the second: 1.0
+    when a chunk cost the embedder (its model threads and its event loop) the CPU it cost the
+    bare model; less when it cost more.
+
+    Args:
+        embedder_cpu_seconds: The embedder's CPU seconds over the pipeline run.
+        pipeline_chunks: The chunks it embedded in that run.
+        bare: A ``bare_model_chunks_per_s`` result on the same chunks.
+    """
+    pipeline_ms = (
+        1000 * embedder_cpu_seconds / pipeline_chunks
+        if embedder_cpu_seconds and pipeline_chunks
+        else None
+    )
+    bare_cpu = bare.get("cpu_seconds")
+    bare_ms = 1000 * bare_cpu / bare["chunks"] if bare_cpu and bare.get("chunks") else None
+    return {
+        "pipeline_ms": pipeline_ms,
+        "bare_ms": bare_ms,
+        "bare_over_pipeline": bare_ms / pipeline_ms if bare_ms and pipeline_ms else None,
+    }
 
 
 def _warm_up_pipeline(
@@ -105,6 +140,7 @@ def _repetition(
     bare = max(bare_before, bare_after, key=lambda run: run["chunks_per_s"])
     freshness = measured.freshness_ms
     efficiency = ratio(measured.chunks_per_s, bare["chunks_per_s"])
+    accounts = time_accounts(readings[0], readings[-1], measured.chunks)
     console.print(
         f"[bold]ingest[/]: {measured.chunks_per_s:.1f} chunks/s through the pipeline, "
         f"{bare['chunks_per_s']:.1f} bare: efficiency {efficiency or 0:.3f}"
@@ -120,7 +156,10 @@ def _repetition(
         # Equal when the pipeline indexed every chunk the ingestor's code makes of the corpus.
         "bare_chunks_match_pipeline": len(texts) == measured.chunks,
         "pipeline_efficiency": efficiency or 0.0,
-        "time_accounts": time_accounts(readings[0], readings[-1], measured.chunks),
+        "time_accounts": accounts,
+        "model_cpu_per_chunk": model_cpu_per_chunk(
+            accounts["cpu_seconds"].get("embedder"), measured.chunks, bare
+        ),
         "freshness_ms": freshness,
         "freshness_p50_ms": percentile(freshness, 50) if freshness else None,
         "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
@@ -195,6 +234,11 @@ def run(
         for one in runs
         if one["time_accounts"].get("cpu_besides_model_per_model_cpu") is not None
     ]
+    work_ratios = [
+        one["model_cpu_per_chunk"]["bare_over_pipeline"]
+        for one in runs
+        if one.get("model_cpu_per_chunk", {}).get("bare_over_pipeline") is not None
+    ]
     return {
         **{key: value for key, value in chosen.items() if not key.startswith("freshness")},
         "repeats": repeats,
@@ -205,6 +249,9 @@ def run(
         "cpu_besides_model_per_model_cpu_runs": cpu_ratios,
         "cpu_besides_model_per_model_cpu_median": (
             percentile(cpu_ratios, 50) if cpu_ratios else None
+        ),
+        "model_cpu_bare_over_pipeline_median": (
+            percentile(work_ratios, 50) if work_ratios else None
         ),
         # Every run's documents together: the tail of one burst is not hidden by the median.
         "freshness_p50_ms": percentile(freshness, 50) if freshness else None,

@@ -310,6 +310,7 @@ _INGEST = {
     "pipeline_efficiency_min": 0.77,
     "time_accounts": {"cpu_besides_model_per_model_cpu": 0.19},
     "cpu_besides_model_per_model_cpu_median": 0.13,
+    "model_cpu_bare_over_pipeline_median": 0.95,
     "freshness_p50_ms": 9000.0,
     "freshness_p99_ms": 17000.0,
 }
@@ -322,6 +323,7 @@ class TestSummary:
         rows = {figure: value for _, figure, value, _ in _summary_rows({"ingest": _INGEST})}
         assert headline["cpu_besides_model_per_model_cpu"] == 0.13
         assert rows["cpu_besides_model_per_model_cpu"] == 0.13
+        assert rows["model CPU per chunk, bare / pipeline"] == 0.95
 
     def test_headline_carries_the_cache_and_streaming_figures(self) -> None:
         """summary.json names the paraphrase hit rate, the answer-cache latencies and the TTFT."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,48 @@ def test_cpu_besides_the_model_is_the_median_over_every_run(
     monkeypatch.setattr(
         ingest,
         "time_accounts",
-        lambda before, after, chunks: {"cpu_besides_model_per_model_cpu": next(ratios)},
+        lambda before, after, chunks: {
+            "cpu_seconds": {},
+            "cpu_besides_model_per_model_cpu": next(ratios),
+        },
     )
 
     result = _run(documents=1, repeats=4, warm_up_documents=0, cleanup=False)
 
     assert result["cpu_besides_model_per_model_cpu_runs"] == [0.20, 0.10, 0.14]
     assert result["cpu_besides_model_per_model_cpu_median"] == pytest.approx(0.14)
+    # The recorder's bare runs report no CPU: no comparison, rather than a made-up one.
+    assert result["model_cpu_bare_over_pipeline_median"] is None
+
+
+def test_bare_model_reports_the_cpu_it_spent() -> None:
+    class _Busy:
+        def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+            started = time.process_time()
+            while time.process_time() - started < 0.05:
+                pass
+            return [[0.0] for _ in texts]
+
+    bare = ingest.bare_model_chunks_per_s(_Busy(), ["a", "b"], 16)
+
+    assert bare["chunks"] == 2
+    assert bare["cpu_seconds"] >= 0.05
+
+
+def test_model_cpu_per_chunk_compares_like_with_like() -> None:
+    """A chunk that costs the embedder a quarter more CPU than the bare model reads 0.8."""
+    bare = {"chunks": 360, "seconds": 14.0, "chunks_per_s": 25.7, "cpu_seconds": 28.8}
+
+    compared = ingest.model_cpu_per_chunk(36.0, 360, bare)
+
+    assert compared["pipeline_ms"] == pytest.approx(100.0)
+    assert compared["bare_ms"] == pytest.approx(80.0)
+    assert compared["bare_over_pipeline"] == pytest.approx(0.8)
+
+
+def test_model_cpu_per_chunk_without_counts_is_unknown() -> None:
+    """No embedder reading (no pid file) or an older bare result: no figure, not a zero."""
+    bare = {"chunks": 360, "seconds": 14.0, "chunks_per_s": 25.7}
+
+    assert ingest.model_cpu_per_chunk(None, 360, bare)["bare_over_pipeline"] is None
+    assert ingest.model_cpu_per_chunk(36.0, 360, bare)["bare_over_pipeline"] is None
