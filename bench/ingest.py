@@ -62,7 +62,9 @@ def model_cpu_per_chunk(
     Args:
         embedder_cpu_seconds: The embedder's CPU seconds over the pipeline run.
         pipeline_chunks: The chunks it embedded in that run.
-        bare: A ``bare_model_chunks_per_s`` result on the same chunks.
+        bare: A ``bare_model_chunks_per_s`` result on the same chunks: the run the efficiency
+            is measured against, so that the two shares multiply to it. Being the faster of
+            two, it is mostly the cheaper one too, which reads the second share low.
     """
     pipeline_ms = (
         1000 * embedder_cpu_seconds / pipeline_chunks

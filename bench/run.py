@@ -168,7 +168,8 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 "ingest",
                 "model CPU per chunk, bare / pipeline",
                 r.get("model_cpu_bare_over_pipeline_median"),
-                "1.0: a chunk cost the embedder the CPU it cost the bare model; median of the runs",
+                "1.0: a chunk cost the embedder the CPU it cost the faster bare run of its pair; "
+                "median of the runs",
             ),
             (
                 "ingest",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -228,13 +229,13 @@ class TestSelection:
 
 
 class TestIngestRepeats:
-    def test_repeats_replace_the_scale_s_and_nothing_else(self) -> None:
+    def test_repeats_change_the_number_of_runs_and_nothing_else(self) -> None:
         """--ingest-repeats changes the number of paired runs at either scale, only that."""
         assert _scale(False, None) == FULL
         assert _scale(True, None) == QUICK
         assert _scale(False, 15).ingest_repeats == 15
         assert _scale(True, 3).ingest_repeats == 3
-        assert _scale(False, 15).ingest_documents == FULL.ingest_documents
+        assert replace(_scale(False, 15), ingest_repeats=FULL.ingest_repeats) == FULL
 
     def test_fewer_than_one_is_refused_before_anything_runs(
         self, capsys: pytest.CaptureFixture[str]
