@@ -239,7 +239,7 @@ def run(
     work_ratios = [
         one["model_cpu_per_chunk"]["bare_over_pipeline"]
         for one in runs
-        if one.get("model_cpu_per_chunk", {}).get("bare_over_pipeline") is not None
+        if one["model_cpu_per_chunk"]["bare_over_pipeline"] is not None
     ]
     return {
         **{key: value for key, value in chosen.items() if not key.startswith("freshness")},
