@@ -114,6 +114,7 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
     rows: list[tuple[str, str, Any, str]] = []
     if "ingest" in results:
         r = results["ingest"]
+        interval = r.get("pipeline_efficiency_interval") or {}
         rows += [
             (
                 "ingest",
@@ -138,6 +139,12 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 "pipeline_efficiency_min",
                 r.get("pipeline_efficiency_min"),
                 "the worst of those runs",
+            ),
+            (
+                "ingest",
+                "pipeline_efficiency median, low end",
+                interval.get("low"),
+                _interval_note(interval),
             ),
             (
                 "ingest",
@@ -314,6 +321,15 @@ def _times(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _interval_note(interval: dict[str, float]) -> str:
+    if not interval:
+        return "no runs"
+    return (
+        f"the median lies in {interval['low']:.3f}-{interval['high']:.3f} "
+        f"with {interval['confidence']:.0%} confidence (order statistics of the runs)"
+    )
+
+
 def _errors(figures: dict[str, Any]) -> str:
     """Return "N errors", with the most frequent kind when the run kept them."""
     kinds = figures.get("error_kinds") or {}
@@ -337,6 +353,7 @@ def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "pipeline_efficiency": ingest_r.get("pipeline_efficiency"),
         "pipeline_efficiency_min": ingest_r.get("pipeline_efficiency_min"),
+        "pipeline_efficiency_interval": ingest_r.get("pipeline_efficiency_interval"),
         "cpu_besides_model_per_model_cpu": ingest_r.get("cpu_besides_model_per_model_cpu_median"),
         "freshness_p50_ms": ingest_r.get("freshness_p50_ms"),
         "freshness_p99_ms": ingest_r.get("freshness_p99_ms"),

@@ -85,6 +85,7 @@ def test_documents_are_deleted_once_after_every_measurement(
     assert recorder.steps[-1] == ("delete", ingested)
     assert len(set(ingested)) == 2 + 3 + 3
     assert result["pipeline_efficiency_runs"] == [0.5, 0.5]
+    assert result["pipeline_efficiency_interval"] == {"low": 0.5, "high": 0.5, "confidence": 0.5}
 
 
 def test_without_cleanup_nothing_is_deleted(

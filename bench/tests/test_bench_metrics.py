@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bench.metrics import (
+    median_interval,
     median_run,
     mrr_at_k,
     ndcg_at_k,
@@ -98,6 +99,44 @@ class TestNdcgAtK:
     def test_nothing_relevant_found(self) -> None:
         """No relevant document in the first k gives zero."""
         assert ndcg_at_k(["x", "y"], {"a"}, k=10) == 0.0
+
+
+class TestMedianInterval:
+    def test_fifteen_runs_give_the_fourth_smallest_and_fourth_largest(self) -> None:
+        """1 - 2 P(B <= 3), B binomial(15, 1/2): 1 - 2 * 576 / 32768; the 5th and 11th would
+        cover only 88%."""
+        runs = [0.80 + i / 100 for i in (7, 3, 11, 0, 14, 5, 9, 1, 13, 2, 8, 12, 4, 10, 6)]
+
+        interval = median_interval(runs)
+
+        assert interval["low"] == pytest.approx(0.83)
+        assert interval["high"] == pytest.approx(0.91)
+        assert interval["confidence"] == pytest.approx(1 - 2 * 576 / 32768)
+
+    def test_too_few_runs_give_the_widest_interval_and_its_lower_confidence(self) -> None:
+        """Five runs cannot reach 95%: smallest to largest holds the median 15 times in 16."""
+        interval = median_interval([0.9, 0.7, 0.8, 0.85, 0.75])
+
+        assert (interval["low"], interval["high"]) == (0.7, 0.9)
+        assert interval["confidence"] == pytest.approx(0.9375)
+
+    def test_a_lower_confidence_narrows_it(self) -> None:
+        runs = list(range(1, 16))
+
+        assert median_interval(runs, 0.8) == {
+            "low": 5,
+            "high": 11,
+            "confidence": pytest.approx(1 - 2 * 1941 / 32768),
+        }
+
+    def test_one_run_says_nothing(self) -> None:
+        assert median_interval([0.84]) == {"low": 0.84, "high": 0.84, "confidence": 0.0}
+
+    def test_refuses_no_runs_and_impossible_confidence(self) -> None:
+        with pytest.raises(ValueError, match="no samples"):
+            median_interval([])
+        with pytest.raises(ValueError, match="outside"):
+            median_interval([1.0], 1.0)
 
 
 class TestMedianRun:
