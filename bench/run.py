@@ -322,8 +322,8 @@ def _times(value: float | None) -> str:
 
 
 def _interval_note(interval: dict[str, float]) -> str:
-    if not interval:
-        return "no runs"
+    if not interval or interval["confidence"] <= 0:
+        return "one run says nothing of the median's spread"
     return (
         f"the median lies in {interval['low']:.3f}-{interval['high']:.3f} "
         f"with {interval['confidence']:.0%} confidence (order statistics of the runs)"

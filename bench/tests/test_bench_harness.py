@@ -338,6 +338,14 @@ class TestSummary:
         assert value == 0.81
         assert "0.810-0.870 with 96% confidence" in note
 
+    def test_one_run_has_no_interval_to_show(self) -> None:
+        one_run = {
+            **_INGEST,
+            "pipeline_efficiency_interval": {"low": 0.8, "high": 0.8, "confidence": 0.0},
+        }
+        notes = {figure: note for _, figure, _, note in _summary_rows({"ingest": one_run})}
+        assert "confidence" not in notes["pipeline_efficiency median, low end"]
+
     def test_headline_carries_the_cache_and_streaming_figures(self) -> None:
         """summary.json names the paraphrase hit rate, the answer-cache latencies and the TTFT."""
         headline = _headline({"caches": _CACHES, "queries": _QUERIES})
