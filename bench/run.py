@@ -322,7 +322,9 @@ def _times(value: float | None) -> str:
 
 
 def _interval_note(interval: dict[str, float]) -> str:
-    if not interval or interval["confidence"] <= 0:
+    if not interval:
+        return "not computed"
+    if interval["confidence"] <= 0:
         return "one run says nothing of the median's spread"
     return (
         f"the median lies in {interval['low']:.3f}-{interval['high']:.3f} "
