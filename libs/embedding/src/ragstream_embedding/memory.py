@@ -31,9 +31,9 @@ def keep_freed_memory() -> bool:
     A forward pass allocates and frees tens of megabytes of activations. With glibc's defaults a
     worker thread's heap gives its free top back to the kernel once it passes an adaptive
     threshold (twice the largest block freed so far, at most 64 MiB), and the next pass faults
-    every page in again, zeroed by the kernel: 70,000 to 550,000 page faults and 0.3-1.9 s of
-    system CPU per 360 of the benchmark's chunks on two cores, against 10,000-25,000 and about
-    0.1 s with these thresholds, for 40-90 MB more resident memory (bench/README.md). jemalloc
+    every page in again, zeroed by the kernel: 68,000 to 550,000 page faults and 0.3-1.9 s of
+    system CPU per 360 of the benchmark's chunks on two cores, against 9,900-25,800 and 0.1-0.2 s
+    with these thresholds, for some 50 MB more resident memory (bench/README.md). jemalloc
     or tcmalloc would avoid it too, but as a system package preloaded into every process;
     ``mallopt`` is part of glibc. The settings are the process's: every allocation after the
     call follows them.
