@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 PAGE_FAULTS = textwrap.dedent(
     """
-    import ctypes, json, resource, sys, threading
+    import ctypes, json, resource, threading
 
     {setup}
 
