@@ -48,6 +48,35 @@ def test_start_writes_pid_file_and_runs_detached(make_process: MakeProcess) -> N
     assert os.getsid(pid) == pid
 
 
+def test_a_child_left_running_at_exit_raises_no_warning(tmp_path: Path) -> None:
+    """An interpreter that starts a server and exits leaves it running, without a ResourceWarning.
+
+    ``-W default`` shows ResourceWarnings, as importing weaviate-client does in the benchmark.
+    """
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ragstream_cli.stack.processes import ManagedProcess\n"
+        "folder = Path(sys.argv[1])\n"
+        "process = ManagedProcess(name='sleeper', argv=[sys.executable, '-c', sys.argv[2]],"
+        " log_path=folder / 'sleeper.log', pid_path=folder / 'sleeper.pid')\n"
+        "print(process.start())\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code, str(tmp_path), SLEEP],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    pid = int(finished.stdout)
+    try:
+        assert _pid_alive(pid)
+        assert "ResourceWarning" not in finished.stderr
+    finally:
+        os.kill(pid, 9)
+
+
 def test_output_goes_to_log_after_a_header(make_process: MakeProcess) -> None:
     """stdout and stderr of the child are appended to the log file after a 'starting' header."""
     code = "import sys, time; print('out'); print('err', file=sys.stderr); time.sleep(60)"

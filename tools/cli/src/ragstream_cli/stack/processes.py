@@ -7,6 +7,7 @@ invocation can stop what an earlier invocation or a pytest session started.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ import shlex
 import signal
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +28,17 @@ __all__ = ["ManagedProcess", "PidRecord", "process_age_s", "read_log_tail"]
 # Processes started by this interpreter. Only the parent can reap a child, and an unreaped dead
 # child (a zombie) still answers kill(pid, 0); polling the Popen is the reliable liveness test.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _leave_children_running() -> None:
+    """Let go of the children still running at exit: servers, meant to outlive this interpreter."""
+    # Dropping a Popen whose child runs warns (ResourceWarning), and importing weaviate-client turns
+    # such warnings on for the whole process; here the child running on is the point.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _CHILDREN.clear()
+
 
 _TAIL_BYTES = 64 * 1024
 
