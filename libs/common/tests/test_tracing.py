@@ -53,6 +53,7 @@ from ragstream_common.tracing import (
     otlp_traces_url,
     span_processors,
     trace_id_of,
+    tracer,
 )
 
 SETTINGS = ServiceSettings(service_name="tracing-test", otlp_endpoint=None, trace_sample_ratio=1.0)
@@ -176,6 +177,15 @@ class TestConfigureTracing:
         assert again is first
         assert isinstance(first, TracerProvider)
         assert trace.get_tracer_provider() is first
+
+    def test_one_tracer_serves_the_provider_configured_after_it(
+        self, spans: InMemorySpanExporter
+    ) -> None:
+        """ragstream's tracer is taken once, at import; its spans reach the later provider."""
+        assert tracer() is tracer()
+        with tracer().start_as_current_span("late"):
+            pass
+        assert [finished.name for finished in spans.get_finished_spans()] == ["late"]
 
 
 class TestTraceIdsInLogs:
