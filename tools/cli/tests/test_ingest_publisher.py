@@ -105,6 +105,25 @@ class TestPublishAll:
         for status in harness.statuses:
             assert status.occurred_at == datetime.fromisoformat(upserted_at[status.doc_id])
 
+    async def test_small_documents_are_read_many_to_a_trip_off_the_loop(
+        self, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reading leaves the event loop once for many small documents, not once for each."""
+        lines = [json.dumps({"doc_id": f"d{number}", "content": "x"}) for number in range(100)]
+        plan = _tree(tmp_path, lines)
+        trips = 0
+        to_thread = asyncio.to_thread
+
+        async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await to_thread(func, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+        await _run(plan).publish_all(harness.broker, plan, "default")
+        assert len(harness.records) == 102
+        assert trips <= 6
+
     async def test_bad_lines_are_reported_and_the_rest_published(
         self, harness: Harness, tmp_path: Path
     ) -> None:

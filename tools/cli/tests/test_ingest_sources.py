@@ -18,6 +18,7 @@ from ragstream_cli.ingest.sources import (
     discover,
     file_document,
     load_documents,
+    next_documents,
     parse_line,
     valid_tenant,
 )
@@ -330,6 +331,43 @@ class TestLoadDocuments:
         (item,) = load_documents(discover([str(tmp_path)]), tenant="default")
         assert isinstance(item, PreparedDocument)
         assert item.size == 5
+
+
+class TestNextDocuments:
+    def test_takes_up_to_the_count_then_the_rest(self, tmp_path: Path) -> None:
+        """Items come in order, at most ``max_count`` at a time, then an empty list."""
+        lines = [_line(doc_id=f"d{number}", content="x") for number in range(5)]
+        _write(tmp_path / "b.jsonl", "\n".join(lines) + "\n")
+        documents = load_documents(discover([str(tmp_path)]), tenant="default")
+        taken = [next_documents(documents, 2, 1 << 20) for _ in range(4)]
+        ids = [
+            [item.event.doc_id for item in part if isinstance(item, PreparedDocument)]
+            for part in taken
+        ]
+        assert ids == [["d0", "d1"], ["d2", "d3"], ["d4"], []]
+
+    def test_stops_after_the_document_that_reaches_the_bytes(self, tmp_path: Path) -> None:
+        """A document that brings the size to ``max_bytes`` ends the trip; a large one goes alone."""
+        for name, size in (("a.txt", 600), ("b.txt", 600), ("c.txt", 2000), ("d.txt", 10)):
+            _write(tmp_path / name, "x" * size)
+        documents = load_documents(discover([str(tmp_path)]), tenant="default")
+        sizes = [
+            [
+                item.size
+                for item in next_documents(documents, 10, 1000)
+                if isinstance(item, PreparedDocument)
+            ]
+            for _ in range(3)
+        ]
+        assert sizes == [[600, 600], [2000], [10]]
+
+    def test_problems_travel_with_the_documents(self, tmp_path: Path) -> None:
+        """A problem counts towards the items taken but weighs nothing."""
+        _write(tmp_path / "b.jsonl", "{oops\n" + _line(content="fine") + "\n")
+        documents = load_documents(discover([str(tmp_path)]), tenant="default")
+        problem, document = next_documents(documents, 10, 1)
+        assert isinstance(problem, Problem)
+        assert isinstance(document, PreparedDocument)
 
 
 class TestValidTenant:

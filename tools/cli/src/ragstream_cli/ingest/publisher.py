@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,13 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from ragstream_cli.ingest.display import Counters, DisplayMode, ProgressDisplay
-from ragstream_cli.ingest.sources import Plan, PreparedDocument, Problem, load_documents
+from ragstream_cli.ingest.sources import (
+    Plan,
+    PreparedDocument,
+    Problem,
+    load_documents,
+    next_documents,
+)
 from ragstream_cli.ingest.watch import DocKey, IndexWatch, Outcome, document_version
 from ragstream_common.events import DocumentStatus, DocumentUpserted
 from ragstream_common.messaging import create_broker, publish_event
@@ -40,6 +47,11 @@ __all__ = ["PUBLISH_WINDOW", "IngestError", "IngestOptions", "IngestReport", "In
 # failure stops the run quickly.
 PUBLISH_WINDOW = 64
 _STATUS_POLL_MS = 200
+# Documents read in one trip to a worker thread. A trip cost about 0.8 ms of CPU here, more than
+# reading a 3 KB JSON line, so small documents travel together; the byte bound keeps a trip short
+# and what it holds small whatever their size.
+_READ_AHEAD_DOCUMENTS = 32
+_READ_AHEAD_BYTES = 1024 * 1024
 _ASSIGNMENT_TIMEOUT_S = 30.0
 
 
@@ -225,6 +237,7 @@ class IngestRun:
         seen: set[DocKey] = set()
         fatal: list[KafkaError] = []
         documents = load_documents(plan, tenant)
+        read: deque[PreparedDocument | Problem] = deque()
 
         async def publish(document: PreparedDocument, key: DocKey) -> None:
             event = document.event
@@ -252,10 +265,16 @@ class IngestRun:
             self.display.update()
 
         while not fatal:
-            # Reading and encoding a file is blocking work: off the loop, one item at a time.
-            item = await asyncio.to_thread(next, documents, None)
-            if item is None:
-                break
+            if not read:
+                # Reading and encoding files is blocking work: off the loop.
+                read.extend(
+                    await asyncio.to_thread(
+                        next_documents, documents, _READ_AHEAD_DOCUMENTS, _READ_AHEAD_BYTES
+                    )
+                )
+                if not read:
+                    break
+            item = read.popleft()
             if isinstance(item, Problem):
                 (self.report.skipped if item.skipped else self.report.invalid).append(item)
                 self.counters.total -= 1

@@ -31,6 +31,7 @@ __all__ = [
     "discover",
     "file_document",
     "load_documents",
+    "next_documents",
     "parse_line",
     "valid_tenant",
 ]
@@ -389,3 +390,27 @@ def load_documents(plan: Plan, tenant: str) -> Iterator[PreparedDocument | Probl
                     yield PreparedDocument(event, origin, len(line.encode()))
         except (OSError, UnicodeDecodeError) as error:
             yield Problem(str(source.path), f"unreadable ({error})")
+
+
+def next_documents(
+    documents: Iterator[PreparedDocument | Problem], max_count: int, max_bytes: int
+) -> list[PreparedDocument | Problem]:
+    """Take the next items of ``load_documents``, to read several in one trip to a worker thread.
+
+    Stops after ``max_count`` items, or after the document that brings their size to
+    ``max_bytes`` or more, so a trip holds at most one document past that size. An empty list
+    means none are left.
+
+    Args:
+        documents: What ``load_documents`` returned, partly consumed.
+        max_count: The most items to take.
+        max_bytes: The size, in bytes, after which no further document is taken.
+    """
+    taken: list[PreparedDocument | Problem] = []
+    size = 0
+    for item in documents:
+        taken.append(item)
+        size += item.size if isinstance(item, PreparedDocument) else 0
+        if len(taken) >= max_count or size >= max_bytes:
+            break
+    return taken
