@@ -47,9 +47,9 @@ __all__ = ["PUBLISH_WINDOW", "IngestError", "IngestOptions", "IngestReport", "In
 # failure stops the run quickly.
 PUBLISH_WINDOW = 64
 _STATUS_POLL_MS = 200
-# Documents read in one trip to a worker thread. A trip cost about 0.8 ms of CPU here, more than
-# reading a 3 KB JSON line, so small documents travel together; the byte bound keeps a trip short
-# and what it holds small whatever their size.
+# Documents read in one trip to a worker thread. A trip cost about 1 ms of CPU here (120 small
+# documents took 0.43 CPU-s to publish and follow this way, 0.55 one to a trip), more than reading
+# a 3 KB JSON line; the byte bound keeps a trip short and what it holds small whatever the size.
 _READ_AHEAD_DOCUMENTS = 32
 _READ_AHEAD_BYTES = 1024 * 1024
 _ASSIGNMENT_TIMEOUT_S = 30.0
