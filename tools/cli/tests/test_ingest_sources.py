@@ -347,7 +347,7 @@ class TestNextDocuments:
         assert ids == [["d0", "d1"], ["d2", "d3"], ["d4"], []]
 
     def test_stops_after_the_document_that_reaches_the_bytes(self, tmp_path: Path) -> None:
-        """A document that brings the size to ``max_bytes`` ends the trip; a large one goes alone."""
+        """The document that brings the size to ``max_bytes`` is the trip's last, however large."""
         for name, size in (("a.txt", 600), ("b.txt", 600), ("c.txt", 2000), ("d.txt", 10)):
             _write(tmp_path / name, "x" * size)
         documents = load_documents(discover([str(tmp_path)]), tenant="default")
