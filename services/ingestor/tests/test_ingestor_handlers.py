@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -370,6 +371,53 @@ class TestBatches:
         assert 0 < IngestorSettings().kafka_linger_ms <= 10
         monkeypatch.setenv("RAGSTREAM_KAFKA_LINGER_MS", "0")
         assert IngestorSettings().kafka_linger_ms == 0
+
+
+class TestWhereChunkingRuns:
+    @pytest.mark.parametrize(
+        ("words", "as_base64", "inline_max_chars", "on_the_loop"),
+        [
+            (30, False, 8192, True),
+            (3000, False, 8192, False),
+            (30, True, 8192, False),
+            (30, False, 0, False),
+        ],
+        ids=["short-text", "long-text", "bytes", "inline-off"],
+    )
+    async def test_short_text_is_chunked_on_the_loop_the_rest_on_a_thread(
+        self,
+        word_counter: TokenCounter,
+        monkeypatch: pytest.MonkeyPatch,
+        words: int,
+        as_base64: bool,
+        inline_max_chars: int,
+        on_the_loop: bool,
+    ) -> None:
+        """A thread trip costs as much CPU as chunking a short text, so only text beyond the
+        bound, and bytes, which can be a PDF, leave the event loop; either way the chunks are
+        the same."""
+        threads: list[int] = []
+        chunk_upsert = ragstream_ingestor.handlers.chunk_upsert
+
+        def recording_chunk_upsert(*args: Any) -> Any:
+            threads.append(threading.get_ident())
+            return chunk_upsert(*args)
+
+        monkeypatch.setattr(ragstream_ingestor.handlers, "chunk_upsert", recording_chunk_upsert)
+        broker, received, _ = _ingestor(word_counter, inline_chunking_max_chars=inline_max_chars)
+        text = "# Intro\n\n" + " ".join(f"w{i}" for i in range(words))
+        upsert = (
+            _upsert(content="", content_base64=_b64(text.encode()), content_type="text/plain")
+            if as_base64
+            else _upsert(content=text)
+        )
+        async with TestKafkaBroker(broker) as test_broker:
+            await publish_event(test_broker, upsert, topic=DOCUMENTS, key=upsert.doc_id)
+
+        [thread] = threads
+        assert (thread == threading.get_ident()) is on_the_loop
+        [chunked] = received.chunked
+        assert chunked.chunks[-1].text.endswith(f"w{words - 1}")
 
 
 class TestDelete:

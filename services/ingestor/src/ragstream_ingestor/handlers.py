@@ -110,9 +110,12 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         try:
             with deps.metrics.time_stage("chunk"):
                 # Parsing and chunking a large document is CPU work; keep the event loop free.
-                ingested = await asyncio.to_thread(
-                    chunk_upsert, event, version, deps.token_counter, policy, limits
-                )
+                if _is_small_text(event, settings.inline_chunking_max_chars):
+                    ingested = chunk_upsert(event, version, deps.token_counter, policy, limits)
+                else:
+                    ingested = await asyncio.to_thread(
+                        chunk_upsert, event, version, deps.token_counter, policy, limits
+                    )
         except DocumentRejectedError as error:
             await _reject(deps, event, version, str(error))
             documents_handled.labels(service, "rejected").inc()
@@ -162,6 +165,12 @@ def build_router(deps: Dependencies) -> KafkaRouter:
         return [future for future in queued if future is not None]
 
     return router
+
+
+def _is_small_text(event: DocumentUpserted, max_chars: int) -> bool:
+    # Bytes (a PDF, text of unknown encoding) always go to the thread: parsing them costs far
+    # more per byte than text does. Characters, not bytes, bound the text's work well enough.
+    return event.content_base64 is None and len(event.content) <= max_chars
 
 
 async def _delete(

@@ -34,6 +34,11 @@ class IngestorSettings(ServiceSettings):
     chunk_max_tokens: int = Field(default=256, ge=32)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_document_bytes: int = Field(default=5_000_000, ge=1)
+    # Text documents up to this many characters are chunked on the event loop: a trip to a
+    # worker thread costs about a millisecond of CPU on a busy machine, as much as chunking 3 KB
+    # of text (bench/README.md), while a longer one would hold the loop, and the batch's other
+    # records, for longer. 0 sends every document to the thread.
+    inline_chunking_max_chars: int = Field(default=8192, ge=0)
     # One version travels as one Kafka message of at most 8 MiB, and a chunk with its
     # 384-dimension vector costs about 9 KB downstream.
     max_chunks_per_document: int = Field(default=500, ge=1)
