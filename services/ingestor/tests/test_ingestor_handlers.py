@@ -394,8 +394,8 @@ class TestWhereChunkingRuns:
         on_the_loop: bool,
     ) -> None:
         """A thread trip costs as much CPU as chunking a short text, so only text beyond the
-        bound, and bytes, which can be a PDF, leave the event loop; either way the chunks are
-        the same."""
+        bound, and bytes, which can be a PDF, leave the event loop; either way the whole
+        document is chunked."""
         threads: list[int] = []
         chunk_upsert = ragstream_ingestor.handlers.chunk_upsert
 

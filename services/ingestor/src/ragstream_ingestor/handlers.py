@@ -109,7 +109,8 @@ def build_router(deps: Dependencies) -> KafkaRouter:
 
         try:
             with deps.metrics.time_stage("chunk"):
-                # Parsing and chunking a large document is CPU work; keep the event loop free.
+                # Parsing and chunking a long document is CPU work that would hold the event
+                # loop; a short text costs less than the trip to a worker thread.
                 if _is_small_text(event, settings.inline_chunking_max_chars):
                     ingested = chunk_upsert(event, version, deps.token_counter, policy, limits)
                 else:
