@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
 
 import anyio
 import pytest
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaRouter, TestKafkaBroker
+from faststream.message import StreamMessage
 
 from ragstream_common.events import DeadLetter, DocumentUpserted
 from ragstream_common.logging import current_correlation_id
@@ -19,6 +22,7 @@ from ragstream_common.messaging import (
     batch_subscriber,
     consumer_options,
     create_broker,
+    handle_in_order,
     publish_event,
 )
 from ragstream_common.metrics import ServiceMetrics
@@ -227,3 +231,38 @@ class TestBatchSubscriber:
             "d",
         )
         assert [timeout <= 50 for timeout, _ in consumer.calls[1:]] == [True, True, True]
+
+
+def _record(offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="documents",
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"doc",
+        value=b"{}",
+        checksum=None,
+        serialized_key_size=3,
+        serialized_value_size=2,
+        headers=(),
+    )
+
+
+class TestHandleInOrder:
+    async def test_the_loop_runs_between_records(self) -> None:
+        """A record handled without awaiting anything still lets the loop run before the next
+        one, so what it published is sent while the rest of the batch is handled."""
+        broker, metrics = _broker()
+        seen: list[str] = []
+
+        async def handle(record: ConsumerRecord[Any, Any]) -> list[asyncio.Future[Any]]:
+            seen.append(f"record {record.offset}")
+            # As the producer's sender would: ready to run the moment the loop gets control.
+            asyncio.get_running_loop().call_soon(seen.append, f"loop after {record.offset}")
+            return []
+
+        batch = StreamMessage(raw_message=[_record(0), _record(1), _record(2)], body=b"")
+        await handle_in_order(batch, handle, broker=broker, metrics=metrics)  # type: ignore[arg-type]
+
+        assert seen[:4] == ["record 0", "loop after 0", "record 1", "loop after 1"]
