@@ -381,9 +381,13 @@ def _asked(
 
 class TestAnswerCaches:
     async def _ask(
-        self, model: RecordingModel, cache: FakeAnswerCache, context: ContextRetrieved
+        self,
+        model: RecordingModel,
+        cache: FakeAnswerCache,
+        context: ContextRetrieved,
+        settings: GeneratorSettings | None = None,
     ) -> tuple[AnswerCompleted, Harness]:
-        harness = Harness(model)
+        harness = Harness(model, settings)
         harness.deps.answer_cache = cache
         return await harness.send(context), harness
 
@@ -400,16 +404,30 @@ class TestAnswerCaches:
         assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
 
     async def test_paraphrase_is_semantic_hit(self) -> None:
-        """A differently worded question with a similar vector is served from the semantic cache."""
+        """With the semantic cache on, a differently worded question with a similar vector is
+        served the earlier answer."""
         model, cache = RecordingModel(), FakeAnswerCache()
-        first, _ = await self._ask(model, cache, _asked())
+        settings = GeneratorSettings(semantic_cache=True)
+        first, _ = await self._ask(model, cache, _asked(), settings)
         paraphrase = _asked("How many consumer replicas can I run?", vector=(0.99, 0.05, 0.0))
-        second, harness = await self._ask(model, cache, paraphrase)
+        second, harness = await self._ask(model, cache, paraphrase, settings)
         assert second.cached
         assert second.answer == first.answer
         assert len(model.calls) == 1
         labels = {"tenant": "acme", "kind": "semantic"}
         assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
+
+    async def test_semantic_cache_is_off_by_default(self) -> None:
+        """By default a differently worded question is answered afresh, however similar its
+        vector: only the same prompt is served from the cache."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        await self._ask(model, cache, _asked())
+        near = _asked("How many consumer replicas may I run?", vector=(0.999, 0.01, 0.0))
+        second, harness = await self._ask(model, cache, near)
+        assert not second.cached
+        assert len(model.calls) == 2
+        labels = {"tenant": "acme", "kind": "semantic"}
+        assert not harness.sample("ragstream_answer_cache_hits_total", **labels)
 
     async def test_changed_cited_chunk_is_not_served(self) -> None:
         """After the cited passage changes (new chunk id and text), the model is asked again."""

@@ -305,7 +305,7 @@ async def _cached_answer(
             exact = await cache.get_exact(tenant, key)
             if exact is not None and is_servable(exact, chunks):
                 return exact, "exact"
-            if event.query_vector is None:
+            if event.query_vector is None or not deps.settings.semantic_cache:
                 return None
             similar = best_semantic_match(
                 await cache.recent(tenant),

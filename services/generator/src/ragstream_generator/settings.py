@@ -62,6 +62,12 @@ class GeneratorSettings(ServiceSettings):
     # A cached answer lives this long after it was stored (the safety rule, not the TTL, is what
     # keeps changed documents out; the TTL bounds memory and staleness of wording).
     answer_cache_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # Whether a question may be served the answer of an earlier, differently worded one. Off by
+    # default: no threshold on the embedding's cosine tells a paraphrase from a question that
+    # changes one word ("within one partition" / "across partitions" score 0.986 while half the
+    # benchmark's paraphrases score under 0.83), and retrieval ranks the same passage first for
+    # both, so such a question would get the other's answer (bench/README.md).
+    semantic_cache: bool = False
     # The least cosine similarity between two questions' vectors for the semantic cache to
     # treat them as the same question.
     semantic_cache_threshold: float = Field(default=0.92, ge=0.0, le=1.0)
