@@ -12,20 +12,32 @@ that no answer cached by an earlier run (they live 24 h) can be served. Each eva
 is asked three times through the gateway: with caching on (a miss that fills the caches), with
 ``"cache": false`` (the miss latency: a fresh answer, nothing read or written), and with caching
 on again (the exact hit). Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked
-with caching on: a hit there is the semantic cache's. Every cached ask is bracketed by reads of
-the generator's ``ragstream_answer_cache_hits_total{tenant,kind}``, so each hit is attributed to
-its cache. The documents are deleted afterwards.
+with caching on: a hit there is the semantic cache's. Then each near miss
+(``eval/near_misses.jsonl``: the question changed to ask another fact of the same passage, in
+nearly the same words): any cached answer to one is a wrong answer. Every cached ask is bracketed
+by reads of the generator's ``ragstream_answer_cache_hits_total{tenant,kind}``, so each hit is
+attributed to its cache. The documents are deleted afterwards. The semantic cache is off by
+default, so for this phase the generator is restarted with it on (``SEMANTIC_CACHE_ON``), and
+restarted with its defaults afterwards: run it on a stack of your own.
+
+**The semantic threshold, swept.** The same paraphrases and near misses are embedded with the
+query model in this process and scored against the evaluation questions (cosine, as the
+generator scores them); for each threshold, the share of paraphrases whose own question is the
+closest at or above it, and the share of near misses that have any question at or above it. This
+is before the generator's safety rule, which on this corpus (about one passage per document)
+lets a near miss through: retrieval ranks the same passage first for both questions.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from rich.console import Console
@@ -35,6 +47,7 @@ from bench.pipeline import (
     IngestMeasurement,
     delete_documents,
     ingest_documents,
+    restart_service,
     run_token,
     synthetic_documents,
 )
@@ -42,19 +55,32 @@ from bench.retrieval_quality import eval_documents, load_questions
 
 __all__ = [
     "HIT_KINDS",
+    "NEAR_MISSES",
     "PARAPHRASES",
+    "SEMANTIC_CACHE_ON",
+    "SWEEP_THRESHOLDS",
     "ParaphraseOutcome",
+    "ScoredProbe",
     "answer_cache_hits",
     "cache_counters",
     "cache_tenant",
     "hit_kind",
     "latency_figures",
+    "load_near_misses",
     "load_paraphrases",
+    "near_miss_figures",
     "paraphrase_figures",
     "run",
+    "score_probes",
+    "threshold_sweep",
 ]
 
 PARAPHRASES = Path(__file__).resolve().parent / "eval" / "paraphrases.jsonl"
+NEAR_MISSES = Path(__file__).resolve().parent / "eval" / "near_misses.jsonl"
+# The generator's settings while the answer caches are measured: its semantic cache is off by
+# default, and this phase measures what turning it on gives and costs (at its default threshold).
+SEMANTIC_CACHE_ON = {"RAGSTREAM_SEMANTIC_CACHE": "true"}
+SWEEP_THRESHOLDS = tuple(round(0.70 + 0.01 * step, 2) for step in range(31))
 # The generator's answer-cache counter labels: its two answer caches, and LiteLLM's call cache.
 HIT_KINDS = ("exact", "semantic", "llm")
 
@@ -105,6 +131,137 @@ def load_paraphrases(path: Path = PARAPHRASES) -> dict[str, list[str]]:
     """Return the hand-written paraphrases of each evaluation question, by question id."""
     lines = path.read_text(encoding="utf-8").splitlines()
     return {entry["id"]: entry["paraphrases"] for entry in map(json.loads, filter(None, lines))}
+
+
+def load_near_misses(path: Path = NEAR_MISSES) -> dict[str, list[str]]:
+    """Return the hand-written near misses of each evaluation question, by question id."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {entry["id"]: entry["near_misses"] for entry in map(json.loads, filter(None, lines))}
+
+
+@dataclass(frozen=True)
+class ScoredProbe:
+    """A paraphrase or near miss, scored against the evaluation questions.
+
+    ``closest_id`` is the question whose vector is most similar to the probe's, at cosine
+    ``score``; ``own_score`` is the cosine with the question it was written from.
+    """
+
+    question_id: str
+    kind: Literal["paraphrase", "near_miss"]
+    text: str
+    closest_id: str
+    score: float
+    own_score: float
+
+
+def _dot(left: Sequence[float], right: Sequence[float]) -> float:
+    return sum(a * b for a, b in zip(left, right, strict=True))
+
+
+def score_probes(
+    questions: Mapping[str, Sequence[float]],
+    probes: Sequence[tuple[str, Literal["paraphrase", "near_miss"], str]],
+    vectors: Sequence[Sequence[float]],
+) -> list[ScoredProbe]:
+    """Score each probe against every question, as the semantic cache would.
+
+    Args:
+        questions: Each evaluation question's unit vector, by id.
+        probes: (question id, kind, text) of each probe.
+        vectors: Each probe's unit vector, in the order of ``probes``.
+    """
+    scored = []
+    for (question_id, kind, text), vector in zip(probes, vectors, strict=True):
+        scores = {other: _dot(vector, question) for other, question in questions.items()}
+        closest_id = max(scores, key=scores.__getitem__)
+        scored.append(
+            ScoredProbe(
+                question_id, kind, text, closest_id, scores[closest_id], scores[question_id]
+            )
+        )
+    return scored
+
+
+def threshold_sweep(
+    scored: Sequence[ScoredProbe], thresholds: Sequence[float] = SWEEP_THRESHOLDS
+) -> list[dict[str, Any]]:
+    """Return, per threshold, what a semantic cache holding the questions would serve.
+
+    A paraphrase is served right when its own question is the closest, at or above the
+    threshold, and wrong when another question is; a near miss served anything is served wrong.
+    Rates are over the paraphrases and the near misses scored.
+
+    Args:
+        scored: What ``score_probes`` returned.
+        thresholds: The least cosines to try.
+    """
+    paraphrases = [probe for probe in scored if probe.kind == "paraphrase"]
+    near_misses = [probe for probe in scored if probe.kind == "near_miss"]
+    rows = []
+    for threshold in thresholds:
+        served = [probe for probe in paraphrases if probe.score >= threshold]
+        right = sum(probe.closest_id == probe.question_id for probe in served)
+        wrong = sum(probe.score >= threshold for probe in near_misses)
+        rows.append(
+            {
+                "threshold": threshold,
+                "paraphrase_hit_rate": ratio(right, len(paraphrases)),
+                "paraphrase_wrong_rate": ratio(len(served) - right, len(paraphrases)),
+                "near_miss_false_hit_rate": ratio(wrong, len(near_misses)),
+            }
+        )
+    return rows
+
+
+def _score_range(scores: Sequence[float]) -> dict[str, float | None]:
+    if not scores:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(scores), "median": statistics.median(scores), "max": max(scores)}
+
+
+def _semantic_threshold_sweep(
+    questions: Sequence[dict[str, Any]],
+    paraphrases: Mapping[str, list[str]],
+    near_misses: Mapping[str, list[str]],
+) -> dict[str, Any]:
+    # The query model, loaded as the retriever loads it: the same vectors the generator compares.
+    from ragstream_embedding import load_default_model
+
+    model = load_default_model()
+    ids = [question["id"] for question in questions]
+    question_vectors = model.embed([question["question"] for question in questions])
+    probes: list[tuple[str, Literal["paraphrase", "near_miss"], str]] = [
+        *((qid, "paraphrase", text) for qid in ids for text in paraphrases.get(qid, [])),
+        *((qid, "near_miss", text) for qid in ids for text in near_misses.get(qid, [])),
+    ]
+    scored = score_probes(
+        dict(zip(ids, question_vectors, strict=True)),
+        probes,
+        model.embed([text for _, _, text in probes]),
+    )
+    by_kind = {
+        kind: [probe.own_score for probe in scored if probe.kind == kind]
+        for kind in ("paraphrase", "near_miss")
+    }
+    return {
+        "paraphrases": len(by_kind["paraphrase"]),
+        "near_misses": len(by_kind["near_miss"]),
+        "paraphrase_own_score": _score_range(by_kind["paraphrase"]),
+        "near_miss_own_score": _score_range(by_kind["near_miss"]),
+        "rows": threshold_sweep(scored),
+        "probes": [
+            {
+                "question_id": probe.question_id,
+                "kind": probe.kind,
+                "text": probe.text,
+                "closest_id": probe.closest_id,
+                "score": round(probe.score, 4),
+                "own_score": round(probe.own_score, 4),
+            }
+            for probe in scored
+        ],
+    }
 
 
 def cache_tenant(token: str) -> str:
@@ -198,6 +355,21 @@ def paraphrase_figures(
     }
 
 
+def near_miss_figures(served: Sequence[dict[str, Any]], asked: int) -> dict[str, Any]:
+    """Return how many near misses were served a cached answer: each one a wrong answer.
+
+    Args:
+        served: One entry per near miss a cache answered (its question id, text and hit kind).
+        asked: The near misses asked.
+    """
+    return {
+        "asked": asked,
+        "false_hits": len(served),
+        "near_miss_false_hit_rate": ratio(len(served), asked),
+        "served": list(served),
+    }
+
+
 @dataclass(frozen=True)
 class _Answered:
     latency_ms: float
@@ -249,6 +421,7 @@ def _measure_answer_caches(
     probe: _AnswerCacheProbe,
     questions: Iterable[dict[str, Any]],
     paraphrases: Mapping[str, list[str]],
+    near_misses: Mapping[str, list[str]],
     deadline: float,
 ) -> dict[str, Any]:
     originals: dict[str, _Answered] = {}
@@ -297,6 +470,22 @@ def _measure_answer_caches(
                 semantic_ms.append(answered.latency_ms)
     after = probe.hits()
 
+    # After the paraphrases, so the cache also holds their answers, as it would in use.
+    near_misses_served: list[dict[str, Any]] = []
+    near_misses_asked = 0
+    for question_id in originals:
+        for text in near_misses.get(question_id, []):
+            if time.monotonic() > deadline:
+                break
+            answered = probe.ask(text, cache=True)
+            if answered is None:
+                continue
+            near_misses_asked += 1
+            if answered.cached:
+                near_misses_served.append(
+                    {"question_id": question_id, "near_miss": text, "kind": answered.kind}
+                )
+
     miss = latency_figures(miss_ms)
     exact = latency_figures(exact_ms)
     semantic = latency_figures(semantic_ms)
@@ -318,6 +507,7 @@ def _measure_answer_caches(
         "paraphrases": paraphrase_figures(
             outcomes, {kind: after[kind] - before[kind] for kind in HIT_KINDS}
         ),
+        "near_misses": near_miss_figures(near_misses_served, near_misses_asked),
         "errors": probe.errors,
     }
 
@@ -340,25 +530,39 @@ def _answer_caches(
     documents = eval_documents()
     questions = load_questions()
     paraphrases = load_paraphrases()
+    near_misses = load_near_misses()
     console.print(
         f"[bold]caches[/]: answer caches in tenant {tenant}, {len(questions)} questions, "
-        f"{sum(map(len, paraphrases.values()))} paraphrases, up to {seconds:.0f} s"
+        f"{sum(map(len, paraphrases.values()))} paraphrases, "
+        f"{sum(map(len, near_misses.values()))} near misses, up to {seconds:.0f} s; "
+        "the generator restarted with its semantic cache on"
     )
     ingest_documents(
         documents, kafka=kafka, gateway_url=gateway_url, tenant=tenant, console=console
     )
     try:
+        restart_service("generator", kafka, SEMANTIC_CACHE_ON)
         with httpx.Client(base_url=gateway_url, timeout=_QUERY_TIMEOUT_S) as client:
             probe = _AnswerCacheProbe(client, generator_url, tenant)
             # Unmeasured: the tenant's first search loads its shard, and connections open.
             probe.ask(questions[0]["question"], cache=False)
             probe.errors = 0
             measured = _measure_answer_caches(
-                probe, questions, paraphrases, time.monotonic() + seconds
+                probe, questions, paraphrases, near_misses, time.monotonic() + seconds
             )
     finally:
+        console.print("[bold]caches[/]: restoring the generator's default settings")
+        restart_service("generator", kafka)
         delete_documents(gateway_url, [doc["doc_id"] for doc in documents], tenant=tenant)
-    return {"tenant": tenant, "documents": len(documents), **measured}
+    console.print("[bold]caches[/]: the semantic threshold, swept with the query model")
+    sweep = _semantic_threshold_sweep(questions, paraphrases, near_misses)
+    return {
+        "tenant": tenant,
+        "documents": len(documents),
+        "generator_settings": SEMANTIC_CACHE_ON,
+        **measured,
+        "semantic_threshold_sweep": sweep,
+    }
 
 
 def _embedding_cache(
@@ -426,6 +630,7 @@ def run(
         **embedding,
         "answer_caches": answers,
         "paraphrase_hit_rate": answers["paraphrases"]["paraphrase_hit_rate"],
+        "near_miss_false_hit_rate": answers["near_misses"]["near_miss_false_hit_rate"],
         "answer_cache_miss_p50_ms": answers["miss"]["p50_ms"],
         "answer_cache_exact_hit_p50_ms": answers["exact_hit"]["p50_ms"],
         "answer_cache_semantic_hit_p50_ms": answers["semantic_hit"]["p50_ms"],
@@ -436,6 +641,9 @@ def run(
             "= the same question asked again after one ask that filled the cache, semantic hit "
             "= a paraphrase whose ask moved the semantic hit counter. A paraphrase hit counts as "
             "right when it cites the same documents as its original's answer (hits_same_documents); "
-            "hits_same_answer counts those served the original's very answer."
+            "hits_same_answer counts those served the original's very answer. The answer caches "
+            "are measured with the generator's semantic cache turned on (off by default) at its "
+            "default threshold; a near miss served from a cache is a wrong answer. The threshold "
+            "sweep scores the same texts against the questions alone, before the safety rule."
         ),
     }

@@ -1,6 +1,6 @@
 """Driving the running pipeline: a seeded synthetic corpus, a bulk ingest, per-document freshness.
 
-Shared by the ingest benchmark and the batching sweep. Documents go in through the CLI's own
+Shared by the ingest benchmark, the caches benchmark and the batching sweep. Documents go in through the CLI's own
 ingest machinery (``ragstream ingest``: the platform's wire format, straight to ``documents``),
 and each document's freshness is read back from the gateway's status view: the time from its
 ``received`` stage (stamped when the producer built the event) to ``indexed``.
@@ -30,6 +30,7 @@ __all__ = [
     "IngestMeasurement",
     "delete_documents",
     "ingest_documents",
+    "restart_service",
     "run_token",
     "synthetic_documents",
 ]
@@ -38,6 +39,8 @@ __all__ = [
 BENCH_TENANT = "bench"
 # Statuses read at once from the gateway: loopback, and few enough not to disturb it.
 _STATUS_CONCURRENCY = 8
+# Seconds a restarted service may take to load its models and answer /healthz on a busy machine.
+_START_TIMEOUT_S = 300.0
 
 # A fixed vocabulary keeps texts readable to the tokenizer (real words, not random letters), so
 # chunks cost the model what prose costs it.
@@ -230,3 +233,22 @@ def run_token() -> str:
     """
     rng = random.SystemRandom()
     return " ".join(rng.choice(_TOKEN_WORDS) for _ in range(4))
+
+
+def restart_service(name: str, kafka: str, extra_env: dict[str, str] | None = None) -> None:
+    """Restart one service of the local stack with ``extra_env`` on top of its usual settings.
+
+    The rest of the stack keeps running. Call it again with None to restore the defaults.
+
+    Args:
+        name: The service ("embedder", "generator", ...).
+        kafka: Kafka's bootstrap servers.
+        extra_env: ``RAGSTREAM_*`` settings for this run of it; None: its defaults.
+    """
+    from ragstream_cli.stack.platform import SERVICES, service_process
+
+    spec = next(spec for spec in SERVICES if spec.name == name)
+    process = service_process(spec, kafka, extra_env)
+    process.stop()
+    process.start()
+    process.wait_ready(_START_TIMEOUT_S)

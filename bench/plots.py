@@ -133,7 +133,8 @@ def plot_retrieval_quality(result: dict[str, Any], path: Path) -> Path:
 
 
 def plot_caches(result: dict[str, Any], path: Path) -> Path:
-    """Plot the answer caches' round trips: p50 bars with p95 marks for miss, exact and semantic.
+    """Plot the answer caches: round trips by outcome (p50 bars, p95 marks) and, beside them, the
+    semantic threshold swept: paraphrases served right against near misses served wrong.
 
     Args:
         result: What ``caches.run`` returned.
@@ -141,10 +142,12 @@ def plot_caches(result: dict[str, Any], path: Path) -> Path:
     """
     plt = _pyplot()
     answers = result["answer_caches"]
+    sweep = answers.get("semantic_threshold_sweep")
+    fig, axes = plt.subplots(1, 2 if sweep else 1, figsize=(12 if sweep else 6, 4.5), squeeze=False)
+    ax = axes[0][0]
     labels = {"miss": "miss\n(cache off)", "exact_hit": "exact hit", "semantic_hit": "semantic hit"}
     # A kind with no hit in the run has no bar rather than a made-up one.
     measured = [(key, answers[key]) for key in labels if answers[key]["p50_ms"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
     xs = range(len(measured))
     ax.bar(xs, [figures["p50_ms"] for _, figures in measured], 0.6, label="p50")
     ax.scatter(
@@ -158,6 +161,29 @@ def plot_caches(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Answer caches: latency by outcome (paraphrase hit rate {rate_text})")
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
+    if sweep:
+        ax = axes[0][1]
+        rows = sweep["rows"]
+        thresholds = [row["threshold"] for row in rows]
+        ax.plot(
+            thresholds,
+            [row["paraphrase_hit_rate"] for row in rows],
+            marker=".",
+            label=f"paraphrases served their question's answer (of {sweep['paraphrases']})",
+        )
+        ax.plot(
+            thresholds,
+            [row["near_miss_false_hit_rate"] for row in rows],
+            marker=".",
+            c="tab:red",
+            label=f"near misses served a wrong answer (of {sweep['near_misses']})",
+        )
+        ax.set_xlabel("semantic cache threshold (cosine of the questions' vectors)")
+        ax.set_ylabel("share served from the cache")
+        ax.set_ylim(0, 1)
+        ax.set_title("The semantic threshold, swept (before the safety rule)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -218,7 +218,16 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 f"{paraphrases['hits']}/{paraphrases['asked']} paraphrases cached "
                 f"(semantic {hits_by_kind['semantic']:.0f}, exact {hits_by_kind['exact']:.0f}, "
                 f"llm {hits_by_kind['llm']:.0f}); "
-                f"{paraphrases['hits_same_documents']} cite the original's documents",
+                f"{paraphrases['hits_same_documents']} cite the original's documents; "
+                "semantic cache turned on (off by default)",
+            ),
+            (
+                "caches",
+                "near_miss_false_hit_rate",
+                r["near_miss_false_hit_rate"],
+                f"{answers['near_misses']['false_hits']}/{answers['near_misses']['asked']} near "
+                "misses served a cached answer (each a wrong answer); "
+                f"{_threshold_note(answers['semantic_threshold_sweep'])}",
             ),
             (
                 "caches",
@@ -317,6 +326,18 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} ms"
 
 
+def _threshold_note(sweep: dict[str, Any]) -> str:
+    """Name the lowest swept threshold that served no near miss, and its paraphrase hit rate."""
+    safe = [row for row in sweep["rows"] if row["near_miss_false_hit_rate"] == 0]
+    if not safe:
+        return "every swept threshold served a near miss"
+    row = safe[0]
+    return (
+        f"swept: none served from {row['threshold']:.2f}, "
+        f"where {row['paraphrase_hit_rate']:.0%} of paraphrases are"
+    )
+
+
 def _times(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
@@ -366,6 +387,7 @@ def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "ttft_p50_ms": queries_r.get("ttft_p50_ms"),
         "embedding_cache_hit_rate": caches_r.get("warm_hit_rate"),
         "paraphrase_hit_rate": caches_r.get("paraphrase_hit_rate"),
+        "near_miss_false_hit_rate": caches_r.get("near_miss_false_hit_rate"),
         "answer_cache_miss_p50_ms": caches_r.get("answer_cache_miss_p50_ms"),
         "answer_cache_exact_hit_p50_ms": caches_r.get("answer_cache_exact_hit_p50_ms"),
         "answer_cache_semantic_hit_p50_ms": caches_r.get("answer_cache_semantic_hit_p50_ms"),

@@ -18,13 +18,17 @@ from typing import Any
 from rich.console import Console
 
 from bench.metrics import percentile
-from bench.pipeline import delete_documents, ingest_documents, run_token, synthetic_documents
+from bench.pipeline import (
+    delete_documents,
+    ingest_documents,
+    restart_service,
+    run_token,
+    synthetic_documents,
+)
 
 __all__ = ["FULL_POINTS", "QUICK_POINTS", "SweepPoint", "run"]
 
 _SEED = 20261130
-# Seconds an embedder may take to load its model and answer /healthz on a busy machine.
-_START_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,6 @@ FULL_POINTS = tuple(
 QUICK_POINTS = (SweepPoint(1, 0), SweepPoint(64, 20))
 
 
-def _restart_embedder(kafka: str, extra_env: dict[str, str] | None) -> None:
-    from ragstream_cli.stack.platform import SERVICES, service_process
-
-    spec = next(spec for spec in SERVICES if spec.name == "embedder")
-    process = service_process(spec, kafka, extra_env)
-    process.stop()
-    process.start()
-    process.wait_ready(_START_TIMEOUT_S)
-
-
 def run(
     *,
     kafka: str,
@@ -95,7 +89,7 @@ def run(
                 f"[bold]sweep[/] {number}/{len(points)}: embedder at {point.label}, "
                 f"{documents} documents"
             )
-            _restart_embedder(kafka, point.env())
+            restart_service("embedder", kafka, point.env())
             docs = synthetic_documents(documents, seed=_SEED, token=run_token())
             measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
             delete_documents(gateway_url, measured.doc_ids)
@@ -114,7 +108,7 @@ def run(
             )
     finally:
         console.print("[bold]sweep[/]: restoring the embedder's default settings")
-        _restart_embedder(kafka, None)
+        restart_service("embedder", kafka)
     return {
         "documents_per_point": documents,
         "points": rows,

@@ -1,4 +1,5 @@
-"""The cache benchmark's pure parts: counters, hit kinds, hit-rate arithmetic, the paraphrases."""
+"""The cache benchmark's pure parts: counters, hit kinds, hit-rate arithmetic, the paraphrases
+and near misses, the threshold sweep."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import pytest
 from bench.caches import (
     HIT_KINDS,
     ParaphraseOutcome,
+    ScoredProbe,
     answer_cache_hits,
     cache_tenant,
     hit_kind,
     latency_figures,
+    load_near_misses,
     load_paraphrases,
+    near_miss_figures,
     paraphrase_figures,
+    score_probes,
+    threshold_sweep,
 )
 from bench.pipeline import run_token
 from bench.retrieval_quality import load_questions
@@ -131,3 +137,58 @@ class TestParaphrases:
             worded = [_words(text) for text in texts]
             assert _words(question["question"]) not in worded, question["id"]
             assert len({tuple(words) for words in worded}) == len(texts), question["id"]
+
+
+class TestNearMisses:
+    def test_one_per_question_and_not_a_paraphrase(self) -> None:
+        """Every question has a near miss, worded otherwise than it and than its paraphrases."""
+        near_misses, paraphrases = load_near_misses(), load_paraphrases()
+        assert set(near_misses) == {q["id"] for q in load_questions()}
+        for question in load_questions():
+            taken = {tuple(_words(question["question"]))}
+            taken |= {tuple(_words(text)) for text in paraphrases[question["id"]]}
+            for text in near_misses[question["id"]]:
+                assert tuple(_words(text)) not in taken, question["id"]
+
+    def test_served_near_misses_are_counted_as_wrong(self) -> None:
+        served = [{"question_id": "q09", "near_miss": "within?", "kind": "semantic"}]
+        figures = near_miss_figures(served, 22)
+        assert (figures["asked"], figures["false_hits"]) == (22, 1)
+        assert figures["near_miss_false_hit_rate"] == pytest.approx(1 / 22)
+        assert near_miss_figures([], 0)["near_miss_false_hit_rate"] is None
+
+
+def _probe(kind: str, own: str, closest: str, score: float) -> ScoredProbe:
+    return ScoredProbe(own, kind, "text", closest, score, score if own == closest else 0.0)  # type: ignore[arg-type]
+
+
+class TestThresholdSweep:
+    def test_scores_against_every_question(self) -> None:
+        """A probe's closest question is the one with the largest dot product; its own score is
+        kept even when another question is closer."""
+        questions = {"q1": (1.0, 0.0), "q2": (0.0, 1.0)}
+        probes = [("q1", "paraphrase", "a"), ("q1", "near_miss", "b")]
+        scored = score_probes(questions, probes, [(0.8, 0.6), (0.6, 0.8)])  # type: ignore[arg-type]
+        assert (scored[0].closest_id, scored[0].score, scored[0].own_score) == ("q1", 0.8, 0.8)
+        assert (scored[1].closest_id, scored[1].score, scored[1].own_score) == ("q2", 0.8, 0.6)
+
+    def test_rates_per_threshold(self) -> None:
+        """At each threshold: paraphrases served their own question's answer or another's, and
+        near misses served anything."""
+        scored = [
+            _probe("paraphrase", "q1", "q1", 0.95),
+            _probe("paraphrase", "q2", "q2", 0.80),
+            _probe("paraphrase", "q3", "q1", 0.90),  # closest to another question
+            _probe("paraphrase", "q4", "q4", 0.50),
+            _probe("near_miss", "q1", "q1", 0.99),
+            _probe("near_miss", "q2", "q2", 0.60),
+        ]
+        rows = {row["threshold"]: row for row in threshold_sweep(scored, (0.75, 0.92, 1.0))}
+        assert rows[0.75]["paraphrase_hit_rate"] == 0.5
+        assert rows[0.75]["paraphrase_wrong_rate"] == 0.25
+        assert rows[0.75]["near_miss_false_hit_rate"] == 0.5
+        assert rows[0.92]["paraphrase_hit_rate"] == 0.25
+        assert rows[0.92]["paraphrase_wrong_rate"] == 0.0
+        assert rows[0.92]["near_miss_false_hit_rate"] == 0.5
+        assert rows[1.0]["paraphrase_hit_rate"] == 0.0
+        assert rows[1.0]["near_miss_false_hit_rate"] == 0.0

@@ -270,6 +270,7 @@ _CACHES = {
     "warm_hit_rate": 1.0,
     "warm_over_cold_chunks_per_s": 2.0,
     "paraphrase_hit_rate": 0.25,
+    "near_miss_false_hit_rate": 0.5,
     "answer_cache_miss_p50_ms": 80.0,
     "answer_cache_exact_hit_p50_ms": 40.0,
     "answer_cache_semantic_hit_p50_ms": None,
@@ -285,6 +286,14 @@ _CACHES = {
             "paraphrase_hit_rate": 0.25,
             "hits_by_kind": {"exact": 0.0, "semantic": 1.0, "llm": 0.0},
             "hits_same_documents": 1,
+        },
+        "near_misses": {"asked": 2, "false_hits": 1, "near_miss_false_hit_rate": 0.5},
+        "semantic_threshold_sweep": {
+            "rows": [
+                {"threshold": 0.9, "paraphrase_hit_rate": 0.5, "near_miss_false_hit_rate": 0.5},
+                {"threshold": 0.95, "paraphrase_hit_rate": 0.25, "near_miss_false_hit_rate": 0.0},
+                {"threshold": 1.0, "paraphrase_hit_rate": 0.0, "near_miss_false_hit_rate": 0.0},
+            ]
         },
     },
 }
@@ -350,6 +359,7 @@ class TestSummary:
         """summary.json names the paraphrase hit rate, the answer-cache latencies and the TTFT."""
         headline = _headline({"caches": _CACHES, "queries": _QUERIES})
         assert headline["paraphrase_hit_rate"] == 0.25
+        assert headline["near_miss_false_hit_rate"] == 0.5
         assert headline["answer_cache_miss_p50_ms"] == 80.0
         assert headline["answer_cache_exact_hit_p50_ms"] == 40.0
         assert headline["answer_cache_semantic_hit_p50_ms"] is None
@@ -362,7 +372,17 @@ class TestSummary:
             figure: value
             for _, figure, value, _ in _summary_rows({"caches": _CACHES, "queries": _QUERIES})
         }
+        notes = {
+            figure: note
+            for _, figure, _, note in _summary_rows({"caches": _CACHES, "queries": _QUERIES})
+        }
         assert rows["paraphrase_hit_rate"] == 0.25
+        assert rows["near_miss_false_hit_rate"] == 0.5
+        # The lowest swept threshold that served no near miss, and what it served of paraphrases.
+        assert (
+            "none served from 0.95, where 25% of paraphrases are"
+            in notes["near_miss_false_hit_rate"]
+        )
         assert rows["answer_cache_exact_hit_p50_ms"] == 40.0
         assert rows["answer_cache_semantic_hit_p50_ms"] is None
         assert rows["ttft_p50_ms"] == 90.0

@@ -50,3 +50,12 @@ class TestPlots:
             }
         }
         assert _is_png(plots.plot_caches(result, tmp_path / "c.png"))
+        result["answer_caches"]["semantic_threshold_sweep"] = {
+            "paraphrases": 4,
+            "near_misses": 2,
+            "rows": [
+                {"threshold": t, "paraphrase_hit_rate": 1 - t, "near_miss_false_hit_rate": 0.5}
+                for t in (0.8, 0.9, 1.0)
+            ],
+        }
+        assert _is_png(plots.plot_caches(result, tmp_path / "c2.png"))
