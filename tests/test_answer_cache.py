@@ -67,8 +67,8 @@ def _text(lighthouse: str, keeper: str) -> str:
 
 class TestAnswerCache:
     def test_hits_and_the_cited_document_rule(self, platform: Platform) -> None:
-        """Repeats hit, rewordings do not (by default); an edited cited document or another tenant
-        never does."""
+        """Repeats hit, retyped or not; rewordings do not (by default); an edited cited document
+        or another tenant never does."""
         token = uuid.uuid4().hex[:8]
         lighthouse = f"Saltmere-{token} lighthouse"
         doc_id = f"cache-{token}"
@@ -86,6 +86,11 @@ class TestAnswerCache:
         assert second["cached"] is True
         assert second["answer"] == first["answer"]
         assert second["citations"] == first["citations"]
+
+        # Retyped (lower case, no question mark) over the same passages: the same exact entry.
+        retyped, _ = _ask(platform, question.lower().rstrip("?"), "acme")
+        assert retyped["cached"] is True
+        assert retyped["answer"] == first["answer"]
 
         # The semantic cache is off by default: a reworded question is answered afresh.
         paraphrase, _ = _ask(platform, f"Who's the keeper of the {lighthouse}?", "acme")

@@ -9,6 +9,7 @@ from ragstream_generator.cache import (
     cosine,
     exact_key,
     is_servable,
+    normalise_question,
 )
 
 MESSAGES = [{"role": "user", "content": "[1] Kafka partitions bound consumers."}]
@@ -61,6 +62,26 @@ class TestExactKey:
         assert exact_key("acme", "answerer", "v1", MESSAGES) != exact_key(
             "acme", "answerer", "v2", MESSAGES
         )
+
+
+class TestNormaliseQuestion:
+    def test_retyped_question_is_the_same(self) -> None:
+        """Case, runs of whitespace, Unicode forms and closing punctuation do not count."""
+        asked = "When was the Kessock Point lighthouse first lit?"
+        for retyped in (
+            "when was the kessock point lighthouse first lit",
+            "  When  was the Kessock\tPoint lighthouse first lit ??",
+            "WHEN WAS THE KESSOCK POINT LIGHTHOUSE FIRST LIT.",
+            "When was the Kessock Point lighthouse first lit\uff1f",  # a full-width question mark
+        ):
+            assert normalise_question(retyped) == normalise_question(asked), retyped
+
+    def test_a_changed_word_or_inner_punctuation_is_another_question(self) -> None:
+        """Every word, and punctuation inside the question, still counts."""
+        asked = normalise_question("Does Kafka guarantee ordering across partitions?")
+        assert normalise_question("Does Kafka guarantee ordering within partitions?") != asked
+        assert normalise_question("Does Kafka guarantee ordering across partition?") != asked
+        assert normalise_question("Is 3.5 allowed?") != normalise_question("Is 35 allowed?")
 
 
 class TestCosine:

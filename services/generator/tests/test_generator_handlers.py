@@ -403,6 +403,22 @@ class TestAnswerCaches:
         labels = {"tenant": "acme", "kind": "exact"}
         assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
 
+    async def test_retyped_question_is_exact_hit(self) -> None:
+        """The same question in other case, spacing and closing punctuation is an exact hit; one
+        word changed is not."""
+        model, cache = RecordingModel(), FakeAnswerCache()
+        first, _ = await self._ask(model, cache, _asked())
+        retyped = _asked("what limits the  number of consumer replicas", vector=(0.9, 0.1, 0.0))
+        second, harness = await self._ask(model, cache, retyped)
+        assert second.cached
+        assert second.answer == first.answer
+        labels = {"tenant": "acme", "kind": "exact"}
+        assert harness.sample("ragstream_answer_cache_hits_total", **labels) == 1
+        changed = _asked("What limits the number of producer replicas?", vector=(0.9, 0.1, 0.0))
+        third, _ = await self._ask(model, cache, changed)
+        assert not third.cached
+        assert len(model.calls) == 2
+
     async def test_paraphrase_is_semantic_hit(self) -> None:
         """With the semantic cache on, a differently worded question with a similar vector is
         served the earlier answer."""

@@ -3,7 +3,8 @@
 Two caches, both scoped per tenant and both unable to serve an answer whose cited documents
 changed or were deleted:
 
-* exact: keyed by a hash of the tenant, model groups, prompt version and the whole prompt. The
+* exact: keyed by a hash of the tenant, model groups, prompt version and the whole prompt, its
+  question normalised (case, spacing and closing punctuation; ``normalise_question``). The
   prompt holds the retrieved passages' text, so a changed or deleted passage changes the key and
   misses by construction.
 * semantic: the most similar earlier question of the same tenant (cosine of the query vectors
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
@@ -34,6 +37,7 @@ __all__ = [
     "cosine",
     "exact_key",
     "is_servable",
+    "normalise_question",
 ]
 
 CacheKind = Literal["exact", "semantic"]
@@ -63,6 +67,27 @@ class CachedAnswer(BaseModel):
     top_chunk_id: str | None = None
 
 
+_SPACES = re.compile(r"\s+")
+# Closing punctuation a retyped question drops or adds (after NFKC, so full-width forms are
+# these, and the ideographic full stop); inner punctuation may carry meaning.
+_CLOSING = "?!. \u3002"
+
+
+def normalise_question(text: str) -> str:
+    """Return ``text`` as the exact cache compares questions: the same question retyped keys the
+    same.
+
+    Case (the embedding model and BM25 both read lower case, so retrieval is the same), runs of
+    whitespace and closing punctuation are dropped; every word stays as it was, so a question
+    differing by one word still misses.
+
+    Args:
+        text: The question as asked.
+    """
+    folded = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    return folded.rstrip(_CLOSING)
+
+
 def exact_key(
     tenant: str, model_group: str, prompt_version: str, messages: Sequence[Mapping[str, str]]
 ) -> str:
@@ -72,7 +97,8 @@ def exact_key(
         tenant: The asking tenant; two tenants never share an entry, even for the same prompt.
         model_group: The model group(s) asked, e.g. the cascade's tiers joined.
         prompt_version: The prompt template's version.
-        messages: The chat sent to the model, retrieved passages included.
+        messages: The chat that would be sent to the model, retrieved passages included, built
+            with the question as ``normalise_question`` returns it.
     """
     payload = json.dumps(
         [tenant, model_group, prompt_version, [dict(m) for m in messages]],

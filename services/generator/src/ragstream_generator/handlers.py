@@ -32,6 +32,7 @@ from ragstream_generator.cache import (
     best_semantic_match,
     exact_key,
     is_servable,
+    normalise_question,
 )
 from ragstream_generator.cascade import CascadeResult, run_cascade
 from ragstream_generator.dependencies import Dependencies, NotReadyError
@@ -174,7 +175,10 @@ async def _compose_answer(event: ContextRetrieved, deps: Dependencies) -> Answer
         # A tenant past its daily budget keeps to the free tier (budget.py). The tiers are part
         # of the key: a new cascade, or a degraded one, does not serve another's answers.
         tiers = await tiers_within_budget(deps, query.tenant)
-        cache_key = exact_key(query.tenant, ",".join(tiers), template.version, messages)
+        # The same question retyped (case, spacing, closing punctuation) over the same passages
+        # keys the same; a changed word or passage does not.
+        keyed = build_messages(normalise_question(query.text), chunks, template)
+        cache_key = exact_key(query.tenant, ",".join(tiers), template.version, keyed)
         # An asker who turned caching off gets a fresh answer, and leaves no entry behind.
         hit = await _cached_answer(deps, event, cache_key, chunks) if query.cache else None
         if hit is not None:
