@@ -11,7 +11,8 @@ evaluation corpus is ingested into a tenant of this run's own (``bench-cache-<ru
 that no answer cached by an earlier run (they live 24 h) can be served. Each evaluation question
 is asked three times through the gateway: with caching on (a miss that fills the caches), with
 ``"cache": false`` (the miss latency: a fresh answer, nothing read or written), and with caching
-on again (the exact hit). Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked
+on again (the exact hit); then retyped (``retype``: lower case, no question mark), with caching
+on. Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked
 with caching on: a hit there is the semantic cache's. Then each near miss
 (``eval/near_misses.jsonl``: the question changed to ask another fact of the same passage, in
 nearly the same words): any cached answer to one is a wrong answer. Every cached ask is bracketed
@@ -70,6 +71,7 @@ __all__ = [
     "load_paraphrases",
     "near_miss_figures",
     "paraphrase_figures",
+    "retype",
     "run",
     "score_probes",
     "threshold_sweep",
@@ -131,6 +133,11 @@ def load_paraphrases(path: Path = PARAPHRASES) -> dict[str, list[str]]:
     """Return the hand-written paraphrases of each evaluation question, by question id."""
     lines = path.read_text(encoding="utf-8").splitlines()
     return {entry["id"]: entry["paraphrases"] for entry in map(json.loads, filter(None, lines))}
+
+
+def retype(question: str) -> str:
+    """Return ``question`` as a user in a hurry types it again: lower case, no question mark."""
+    return question.lower().rstrip("?")
 
 
 def load_near_misses(path: Path = NEAR_MISSES) -> dict[str, list[str]]:
@@ -429,6 +436,7 @@ def _measure_answer_caches(
     exact_ms: list[float] = []
     fill_kinds: list[str | None] = []
     repeat_kinds: list[str | None] = []
+    retyped_kinds: list[str | None] = []
     for question in questions:
         if time.monotonic() > deadline:
             break
@@ -438,12 +446,14 @@ def _measure_answer_caches(
         filled = probe.ask(text, cache=True)
         fresh = probe.ask(text, cache=False)
         repeated = probe.ask(text, cache=True)
-        if filled is None or fresh is None or repeated is None:
+        retyped = probe.ask(retype(text), cache=True)
+        if filled is None or fresh is None or repeated is None or retyped is None:
             continue
         originals[question["id"]] = filled
         fill_kinds.append(filled.kind)
         miss_ms.append(fresh.latency_ms)
         repeat_kinds.append(repeated.kind)
+        retyped_kinds.append(retyped.kind)
         if repeated.kind == "exact":
             exact_ms.append(repeated.latency_ms)
 
@@ -494,9 +504,12 @@ def _measure_answer_caches(
         # A question whose first ask was already a hit was served another question's answer.
         "originals_served_from_cache": sum(kind is not None for kind in fill_kinds),
         # Each repeat should be an exact hit; "none" counts repeats no cache served.
-        "repeats_by_kind": {
-            kind or "none": sum(k == kind for k in repeat_kinds) for kind in (*HIT_KINDS, None)
-        },
+        "repeats_by_kind": _by_kind(repeat_kinds),
+        # A retyped question should be an exact hit: the same words over the same passages.
+        "retyped_by_kind": _by_kind(retyped_kinds),
+        "retyped_exact_hit_rate": ratio(
+            sum(kind == "exact" for kind in retyped_kinds), len(retyped_kinds)
+        ),
         "miss": miss,
         "exact_hit": exact,
         "semantic_hit": semantic,
@@ -510,6 +523,11 @@ def _measure_answer_caches(
         "near_misses": near_miss_figures(near_misses_served, near_misses_asked),
         "errors": probe.errors,
     }
+
+
+def _by_kind(kinds: Sequence[str | None]) -> dict[str, int]:
+    """Count asks by the cache that answered them; "none" counts those no cache served."""
+    return {kind or "none": sum(k == kind for k in kinds) for kind in (*HIT_KINDS, None)}
 
 
 def _ratio_of(numerator: float | None, denominator: float | None) -> float | None:
@@ -631,6 +649,7 @@ def run(
         "answer_caches": answers,
         "paraphrase_hit_rate": answers["paraphrases"]["paraphrase_hit_rate"],
         "near_miss_false_hit_rate": answers["near_misses"]["near_miss_false_hit_rate"],
+        "retyped_exact_hit_rate": answers["retyped_exact_hit_rate"],
         "answer_cache_miss_p50_ms": answers["miss"]["p50_ms"],
         "answer_cache_exact_hit_p50_ms": answers["exact_hit"]["p50_ms"],
         "answer_cache_semantic_hit_p50_ms": answers["semantic_hit"]["p50_ms"],
@@ -639,7 +658,9 @@ def run(
             "unchanged chunks, never paraphrases. Answer caches: latencies are gateway round "
             'trips at concurrency 1; miss = the question asked with "cache": false, exact hit '
             "= the same question asked again after one ask that filled the cache, semantic hit "
-            "= a paraphrase whose ask moved the semantic hit counter. A paraphrase hit counts as "
+            "= a paraphrase whose ask moved the semantic hit counter; retyped_exact_hit_rate = "
+            "the share of questions the exact cache served when asked again retyped (lower case, "
+            "no question mark). A paraphrase hit counts as "
             "right when it cites the same documents as its original's answer (hits_same_documents); "
             "hits_same_answer counts those served the original's very answer. The answer caches "
             "are measured with the generator's semantic cache turned on (off by default) at its "

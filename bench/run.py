@@ -231,6 +231,13 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
             ),
             (
                 "caches",
+                "retyped_exact_hit_rate",
+                r["retyped_exact_hit_rate"],
+                "each question asked again in lower case without its question mark, served by "
+                "the exact cache",
+            ),
+            (
+                "caches",
                 "answer_cache_miss_p50_ms",
                 r["answer_cache_miss_p50_ms"],
                 f'gateway round trip, "cache": false, {answers["miss"]["count"]:.0f} questions',
@@ -388,6 +395,7 @@ def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "embedding_cache_hit_rate": caches_r.get("warm_hit_rate"),
         "paraphrase_hit_rate": caches_r.get("paraphrase_hit_rate"),
         "near_miss_false_hit_rate": caches_r.get("near_miss_false_hit_rate"),
+        "retyped_exact_hit_rate": caches_r.get("retyped_exact_hit_rate"),
         "answer_cache_miss_p50_ms": caches_r.get("answer_cache_miss_p50_ms"),
         "answer_cache_exact_hit_p50_ms": caches_r.get("answer_cache_exact_hit_p50_ms"),
         "answer_cache_semantic_hit_p50_ms": caches_r.get("answer_cache_semantic_hit_p50_ms"),

@@ -19,6 +19,7 @@ from bench.caches import (
     load_paraphrases,
     near_miss_figures,
     paraphrase_figures,
+    retype,
     score_probes,
     threshold_sweep,
 )
@@ -192,3 +193,11 @@ class TestThresholdSweep:
         assert rows[0.92]["near_miss_false_hit_rate"] == 0.5
         assert rows[1.0]["paraphrase_hit_rate"] == 0.0
         assert rows[1.0]["near_miss_false_hit_rate"] == 0.0
+
+
+class TestRetype:
+    def test_lower_case_without_the_question_mark(self) -> None:
+        """A retyped question keeps every word and drops only case and the question mark."""
+        asked = "Does Kafka guarantee ordering across partitions?"
+        assert retype(asked) == "does kafka guarantee ordering across partitions"
+        assert _words(retype(asked)) == _words(asked)

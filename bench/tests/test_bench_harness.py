@@ -271,6 +271,7 @@ _CACHES = {
     "warm_over_cold_chunks_per_s": 2.0,
     "paraphrase_hit_rate": 0.25,
     "near_miss_false_hit_rate": 0.5,
+    "retyped_exact_hit_rate": 1.0,
     "answer_cache_miss_p50_ms": 80.0,
     "answer_cache_exact_hit_p50_ms": 40.0,
     "answer_cache_semantic_hit_p50_ms": None,
@@ -360,6 +361,7 @@ class TestSummary:
         headline = _headline({"caches": _CACHES, "queries": _QUERIES})
         assert headline["paraphrase_hit_rate"] == 0.25
         assert headline["near_miss_false_hit_rate"] == 0.5
+        assert headline["retyped_exact_hit_rate"] == 1.0
         assert headline["answer_cache_miss_p50_ms"] == 80.0
         assert headline["answer_cache_exact_hit_p50_ms"] == 40.0
         assert headline["answer_cache_semantic_hit_p50_ms"] is None
@@ -378,6 +380,7 @@ class TestSummary:
         }
         assert rows["paraphrase_hit_rate"] == 0.25
         assert rows["near_miss_false_hit_rate"] == 0.5
+        assert rows["retyped_exact_hit_rate"] == 1.0
         # The lowest swept threshold that served no near miss, and what it served of paraphrases.
         assert (
             "none served from 0.95, where 25% of paraphrases are"
