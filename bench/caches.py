@@ -9,17 +9,17 @@ run.
 **Answer caches** (the generator's exact and semantic caches, per tenant, in Redis). The
 evaluation corpus is ingested into a tenant of this run's own (``bench-cache-<run token>``), so
 that no answer cached by an earlier run (they live 24 h) can be served. Each evaluation question
-is asked three times through the gateway: with caching on (a miss that fills the caches), with
+is asked four times through the gateway: with caching on (a miss that fills the caches), with
 ``"cache": false`` (the miss latency: a fresh answer, nothing read or written), and with caching
-on again (the exact hit); then retyped (``retype``: lower case, no question mark), with caching
-on. Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked
-with caching on: a hit there is the semantic cache's. Then each near miss
-(``eval/near_misses.jsonl``: the question changed to ask another fact of the same passage, in
-nearly the same words): any cached answer to one is a wrong answer. Every cached ask is bracketed
-by reads of the generator's ``ragstream_answer_cache_hits_total{tenant,kind}``, so each hit is
-attributed to its cache. The documents are deleted afterwards. The semantic cache is off by
-default, so for this phase the generator is restarted with it on (``SEMANTIC_CACHE_ON``), and
-restarted with its defaults afterwards: run it on a stack of your own.
+on again (the exact hit), then once more retyped (``retype``: lower case, no question mark), with
+caching on. Then each hand-written paraphrase (``eval/paraphrases.jsonl``) is asked with caching
+on: a hit there is the semantic cache's. Then each near miss (``eval/near_misses.jsonl``: the
+question changed to ask another fact of the same passage, in nearly the same words): any cached
+answer to one is a wrong answer. Every cached ask is bracketed by reads of the generator's
+``ragstream_answer_cache_hits_total{tenant,kind}``, so each hit is attributed to its cache. The
+documents are deleted afterwards. The semantic cache is off by default, so for this phase the
+generator is restarted with it on (``SEMANTIC_CACHE_ON``), and restarted with its defaults
+afterwards: run it on a stack of your own.
 
 **The semantic threshold, swept.** The same paraphrases and near misses are embedded with the
 query model in this process and scored against the evaluation questions (cosine, as the
