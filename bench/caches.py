@@ -53,6 +53,7 @@ from bench.pipeline import (
     synthetic_documents,
 )
 from bench.retrieval_quality import eval_documents, load_questions
+from ragstream_generator.cache import cosine
 
 __all__ = [
     "HIT_KINDS",
@@ -162,25 +163,21 @@ class ScoredProbe:
     own_score: float
 
 
-def _dot(left: Sequence[float], right: Sequence[float]) -> float:
-    return sum(a * b for a, b in zip(left, right, strict=True))
-
-
 def score_probes(
     questions: Mapping[str, Sequence[float]],
     probes: Sequence[tuple[str, Literal["paraphrase", "near_miss"], str]],
     vectors: Sequence[Sequence[float]],
 ) -> list[ScoredProbe]:
-    """Score each probe against every question, as the semantic cache would.
+    """Score each probe against every question with the semantic cache's own ``cosine``.
 
     Args:
-        questions: Each evaluation question's unit vector, by id.
+        questions: Each evaluation question's vector, by id.
         probes: (question id, kind, text) of each probe.
-        vectors: Each probe's unit vector, in the order of ``probes``.
+        vectors: Each probe's vector, in the order of ``probes``.
     """
     scored = []
     for (question_id, kind, text), vector in zip(probes, vectors, strict=True):
-        scores = {other: _dot(vector, question) for other, question in questions.items()}
+        scores = {other: cosine(vector, question) for other, question in questions.items()}
         closest_id = max(scores, key=scores.__getitem__)
         scored.append(
             ScoredProbe(
