@@ -444,6 +444,9 @@ class TestAnswerCaches:
         assert len(model.calls) == 2
         labels = {"tenant": "acme", "kind": "semantic"}
         assert not harness.sample("ragstream_answer_cache_hits_total", **labels)
+        # Nor is any answer kept for a semantic lookup: only the exact entries.
+        assert cache.semantic == {}
+        assert len(cache.exact) == 2
 
     async def test_changed_cited_chunk_is_not_served(self) -> None:
         """After the cited passage changes (new chunk id and text), the model is asked again."""

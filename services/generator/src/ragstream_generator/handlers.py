@@ -271,7 +271,8 @@ async def _compose_answer(event: ContextRetrieved, deps: Dependencies) -> Answer
                     model=answer.model,
                     groundedness=answer.groundedness,
                     prompt_version=answer.prompt_version,
-                    query_vector=event.query_vector,
+                    # Without it the entry is exact only: nothing kept for a lookup that is off.
+                    query_vector=event.query_vector if deps.settings.semantic_cache else None,
                     top_chunk_id=chunks[0].chunk_id,
                 ),
             )
