@@ -1,9 +1,9 @@
 """Driving the running pipeline: a seeded synthetic corpus, a bulk ingest, per-document freshness.
 
-Shared by the ingest benchmark, the caches benchmark and the batching sweep. Documents go in through the CLI's own
-ingest machinery (``ragstream ingest``: the platform's wire format, straight to ``documents``),
-and each document's freshness is read back from the gateway's status view: the time from its
-``received`` stage (stamped when the producer built the event) to ``indexed``.
+Shared by the ingest benchmark, the caches benchmark and the batching sweep. Documents go in
+through the CLI's own ingest machinery (``ragstream ingest``: the platform's wire format, straight
+to ``documents``), and each document's freshness is read back from the gateway's status view: the
+time from its ``received`` stage (stamped when the producer built the event) to ``indexed``.
 """
 
 from __future__ import annotations
