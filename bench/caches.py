@@ -52,13 +52,12 @@ from bench.pipeline import (
     run_token,
     synthetic_documents,
 )
-from bench.retrieval_quality import eval_documents, load_questions
+from bench.retrieval_quality import eval_documents, load_paraphrases, load_questions
 from ragstream_generator.cache import cosine
 
 __all__ = [
     "HIT_KINDS",
     "NEAR_MISSES",
-    "PARAPHRASES",
     "SEMANTIC_CACHE_ON",
     "SWEEP_THRESHOLDS",
     "ParaphraseOutcome",
@@ -69,7 +68,6 @@ __all__ = [
     "hit_kind",
     "latency_figures",
     "load_near_misses",
-    "load_paraphrases",
     "near_miss_figures",
     "paraphrase_figures",
     "retype",
@@ -78,7 +76,6 @@ __all__ = [
     "threshold_sweep",
 ]
 
-PARAPHRASES = Path(__file__).resolve().parent / "eval" / "paraphrases.jsonl"
 NEAR_MISSES = Path(__file__).resolve().parent / "eval" / "near_misses.jsonl"
 # The generator's settings while the answer caches are measured: its semantic cache is off by
 # default, and this phase measures what turning it on gives and costs (at its default threshold).
@@ -128,12 +125,6 @@ def _pass(
         "cache_misses": misses,
         "hit_rate": ratio(hits, hits + misses),
     }
-
-
-def load_paraphrases(path: Path = PARAPHRASES) -> dict[str, list[str]]:
-    """Return the hand-written paraphrases of each evaluation question, by question id."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return {entry["id"]: entry["paraphrases"] for entry in map(json.loads, filter(None, lines))}
 
 
 def retype(question: str) -> str:

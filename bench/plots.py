@@ -99,7 +99,8 @@ def plot_queries(result: dict[str, Any], path: Path) -> Path:
 
 
 def plot_retrieval_quality(result: dict[str, Any], path: Path) -> Path:
-    """Plot recall@5, MRR@10 and nDCG@10 per alpha as grouped bars.
+    """Plot recall@5, MRR@10 and nDCG@10 against alpha, a line per question set and one pooled,
+    the retriever's default alpha marked.
 
     Args:
         result: What ``retrieval_quality.run`` returned.
@@ -107,25 +108,34 @@ def plot_retrieval_quality(result: dict[str, Any], path: Path) -> Path:
     """
     plt = _pyplot()
     alphas = list(result["alphas"])
+    positions = [float(alpha) for alpha in alphas]
+    lines = {**result.get("by_set", {}), "all": result["alphas"]}
     metrics = ("recall@5", "mrr@10", "ndcg@10")
-    width = 0.8 / len(metrics)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for offset, metric in enumerate(metrics):
-        ax.bar(
-            [i + offset * width for i in range(len(alphas))],
-            [result["alphas"][alpha][metric] for alpha in alphas],
-            width,
-            label=metric,
+    fig, axes = plt.subplots(1, len(metrics), figsize=(12, 4.2), sharey=True)
+    for ax, metric in zip(axes, metrics, strict=True):
+        for name, by_alpha in lines.items():
+            ax.plot(
+                positions,
+                [by_alpha[alpha][metric] for alpha in alphas],
+                marker="o",
+                linewidth=2.5 if name == "all" else 1.2,
+                label=name.replace("_", " "),
+            )
+        if "default_alpha" in result:
+            ax.axvline(float(result["default_alpha"]), color="grey", linestyle=":", linewidth=1)
+        ax.set_title(metric)
+        ax.set_xlabel("alpha (0 BM25 only, 1 vector only)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score")
+    axes[0].legend(loc="lower center")
+    fig.suptitle(
+        f"Retrieval quality, {result['questions']} questions"
+        + (
+            f", the retriever's default alpha {result['default_alpha']} dotted"
+            if "default_alpha" in result
+            else ""
         )
-    ax.set_xticks([i + width for i in range(len(alphas))])
-    ax.set_xticklabels(
-        [f"alpha {a}" + {"0": "\n(BM25)", "1": "\n(vector)"}.get(a, "") for a in alphas]
     )
-    # Headroom above 1 for the legend, which would otherwise hide the tallest bars.
-    ax.set_ylim(0, 1.2)
-    ax.set_ylabel("score")
-    ax.set_title(f"Retrieval quality, {result['questions']} questions")
-    ax.legend(loc="upper center", ncols=len(metrics))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

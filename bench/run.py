@@ -304,17 +304,7 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 )
             )
     if "retrieval_quality" in results:
-        r = results["retrieval_quality"]
-        for alpha, figures in r["alphas"].items():
-            name = {"0": " (BM25)", "1": " (vector)"}.get(alpha, "")
-            rows.append(
-                (
-                    "retrieval",
-                    f"alpha {alpha}{name}",
-                    " ".join(f"{k} {v:.3f}" for k, v in figures.items()),
-                    f"{r['questions']} questions",
-                )
-            )
+        rows.extend(_retrieval_rows(results["retrieval_quality"]))
     if "sweep" in results:
         for point in results["sweep"]["points"]:
             rows.append(
@@ -379,7 +369,8 @@ def _triple(figures: dict[str, Any]) -> str:
 
 def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ingest_r, queries_r = results.get("ingest", {}), results.get("queries", {})
-    caches_r = results.get("caches", {})
+    caches_r, retrieval_r = results.get("caches", {}), results.get("retrieval_quality", {})
+    alphas = retrieval_r.get("alphas", {})
     return {
         "pipeline_efficiency": ingest_r.get("pipeline_efficiency"),
         "pipeline_efficiency_min": ingest_r.get("pipeline_efficiency_min"),
@@ -399,8 +390,38 @@ def _headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "answer_cache_miss_p50_ms": caches_r.get("answer_cache_miss_p50_ms"),
         "answer_cache_exact_hit_p50_ms": caches_r.get("answer_cache_exact_hit_p50_ms"),
         "answer_cache_semantic_hit_p50_ms": caches_r.get("answer_cache_semantic_hit_p50_ms"),
-        "best_alpha": results.get("retrieval_quality", {}).get("best_alpha"),
+        "best_alpha": retrieval_r.get("best_alpha"),
+        "mrr10_at_best_alpha": alphas.get(retrieval_r.get("best_alpha"), {}).get("mrr@10"),
+        "mrr10_at_default_alpha": alphas.get(retrieval_r.get("default_alpha"), {}).get("mrr@10"),
     }
+
+
+def _retrieval_rows(r: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """BM25 alone, vectors alone, the retriever's default alpha and the best one: pooled figures,
+    each set's MRR@10 beside them (every alpha is in the JSON and the plot)."""
+    sets = ", ".join(
+        f"{count} {name.replace('_', ' ')}" for name, count in r["question_sets"].items()
+    )
+    labels = {"0": "BM25 only", "1": "vector only"}
+    labels.setdefault(r["default_alpha"], "the retriever's default")
+    labels.setdefault(r["best_alpha"], "best MRR@10")
+    rows = []
+    for alpha, label in labels.items():
+        figures = r["alphas"][alpha]
+        by_set = ", ".join(
+            f"{name.replace('_', ' ')} {scores[alpha]['mrr@10']:.3f}"
+            for name, scores in r["by_set"].items()
+        )
+        rows.append(
+            (
+                "retrieval",
+                f"alpha {alpha} ({label})",
+                " ".join(f"{k} {v:.3f}" for k, v in figures.items()),
+                f"{r['questions']} questions ({sets}) over {r['documents']} documents; "
+                f"MRR@10 {by_set}",
+            )
+        )
+    return rows
 
 
 def _selection(only: str | None, skip: str | None) -> list[str]:

@@ -16,7 +16,6 @@ from bench.caches import (
     hit_kind,
     latency_figures,
     load_near_misses,
-    load_paraphrases,
     near_miss_figures,
     paraphrase_figures,
     retype,
@@ -24,7 +23,7 @@ from bench.caches import (
     threshold_sweep,
 )
 from bench.pipeline import run_token
-from bench.retrieval_quality import load_questions
+from bench.retrieval_quality import load_paraphrases, load_questions
 from ragstream_common.identifiers import is_valid_tenant
 
 _METRICS = """\

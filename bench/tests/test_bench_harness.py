@@ -12,7 +12,16 @@ import pytest
 
 from bench.pipeline import run_token, synthetic_documents
 from bench.queries import LoadLimits, alternate, failure_kind, run_load
-from bench.retrieval_quality import CORPUS, eval_documents, load_questions, score
+from bench.retrieval_quality import (
+    CORPUS,
+    best_alpha,
+    eval_documents,
+    load_paraphrases,
+    load_questions,
+    reworded_questions,
+    score,
+    score_sets,
+)
 from bench.run import (
     BENCHMARKS,
     FULL,
@@ -202,6 +211,32 @@ class TestEvalSet:
         ids = [q["id"] for q in load_questions()]
         assert len(ids) == len(set(ids))
 
+    def test_document_ids_unique_and_distractors_answer_nothing(self) -> None:
+        """Every document has an id of its own, and no question counts a distractor relevant:
+        they are there to be ranked wrongly, never to be found."""
+        ids = [doc["doc_id"] for doc in eval_documents()]
+        assert len(ids) == len(set(ids))
+        distractors = {doc_id for doc_id in ids if doc_id.startswith("distractor-")}
+        assert len(distractors) >= 30
+        relevant = {doc_id for q in load_questions() for doc_id in q["relevant"]}
+        assert not relevant & distractors
+
+    def test_reworded_questions_keep_their_documents(self) -> None:
+        """Each paraphrase is a question of its own, answered by its question's documents."""
+        questions = load_questions()
+        reworded = reworded_questions(questions, load_paraphrases())
+        assert len(reworded) == 2 * len(questions)
+        by_id = {q["id"]: q for q in questions}
+        for question in reworded:
+            assert question["relevant"] == by_id[question["id"]]["relevant"]
+            assert question["question"] != by_id[question["id"]]["question"]
+
+    def test_a_question_without_paraphrases_adds_none(self) -> None:
+        """A question nobody reworded is simply not in the reworded set."""
+        questions = [{"id": "a", "question": "A?", "relevant": ["d"]}, {"id": "b", "relevant": []}]
+        reworded = reworded_questions(questions, {"a": ["Aa?"]})
+        assert reworded == [{"id": "a", "question": "Aa?", "relevant": ["d"]}]
+
 
 class TestScore:
     def test_means_over_questions(self) -> None:
@@ -210,6 +245,33 @@ class TestScore:
         figures = score([["a", "x"], ["x", "b"]], questions)
         assert figures["recall@5"] == 1.0
         assert figures["mrr@10"] == pytest.approx(0.75)
+
+    def test_sets_scored_apart_and_pooled(self) -> None:
+        """Each set is scored on its own slice of the rankings, and "all" on every question."""
+        sets = {"as_written": [{"relevant": ["a"]}], "reworded": [{"relevant": ["a"]}] * 2}
+        rankings = {0.0: [["a"], ["x", "a"], ["x", "a"]], 1.0: [["x", "a"], ["a"], ["a"]]}
+        scored = score_sets(rankings, sets)
+        assert scored["as_written"]["0"]["mrr@10"] == 1.0
+        assert scored["reworded"]["0"]["mrr@10"] == pytest.approx(0.5)
+        assert scored["all"]["0"]["mrr@10"] == pytest.approx(2 / 3)
+        assert scored["as_written"]["1"]["mrr@10"] == pytest.approx(0.5)
+        assert scored["reworded"]["1"]["mrr@10"] == 1.0
+        assert scored["all"]["1"]["mrr@10"] == pytest.approx(5 / 6)
+
+    def test_best_alpha_by_mrr_then_ndcg_then_nearest_the_default(self) -> None:
+        """The best MRR@10 wins; nDCG@10 breaks its ties, then nearness to the default."""
+
+        def figures(mrr: float, ndcg: float) -> dict[str, float]:
+            return {"recall@5": 1.0, "mrr@10": mrr, "ndcg@10": ndcg}
+
+        by_alpha = {"0": figures(0.8, 0.9), "0.3": figures(0.9, 0.9), "0.7": figures(0.9, 0.9)}
+        assert best_alpha(by_alpha, default=0.5) in {"0.3", "0.7"}
+        assert best_alpha(by_alpha, default=0.6) == "0.7"
+        assert best_alpha(by_alpha, default=0.4) == "0.3"
+        by_alpha["0.3"] = figures(0.9, 0.95)
+        assert best_alpha(by_alpha, default=0.6) == "0.3"
+        by_alpha["0"] = figures(0.95, 0.5)
+        assert best_alpha(by_alpha, default=0.6) == "0"
 
 
 class TestSelection:
@@ -391,3 +453,54 @@ class TestSummary:
         assert rows["ttft_p50_ms"] == 90.0
         assert rows["ttft p50 ms, c=8"] is None
         assert rows["outside stages p50 ms, c=1"] == 12.0
+
+
+def _retrieval(default: str, best: str) -> dict[str, object]:
+    def figures(mrr: float) -> dict[str, float]:
+        return {"recall@5": 1.0, "mrr@10": mrr, "ndcg@10": mrr}
+
+    alphas = {"0": 0.8, "0.5": 0.9, "0.6": 0.95, "1": 0.85}
+    return {
+        "questions": 6,
+        "question_sets": {"as_written": 2, "reworded": 4},
+        "documents": 9,
+        "alphas": {alpha: figures(mrr) for alpha, mrr in alphas.items()},
+        "by_set": {
+            "as_written": {alpha: figures(1.0) for alpha in alphas},
+            "reworded": {alpha: figures(mrr - 0.05) for alpha, mrr in alphas.items()},
+        },
+        "default_alpha": default,
+        "best_alpha": best,
+    }
+
+
+class TestRetrievalSummary:
+    def test_rows_for_bm25_vectors_the_default_and_the_best(self) -> None:
+        """The table shows the two pure modes, the retriever's default and the best alpha, each
+        with its sets' MRR@10 beside the pooled figures."""
+        rows = _summary_rows({"retrieval_quality": _retrieval("0.5", "0.6")})
+        by_figure = {figure: (value, note) for _, figure, value, note in rows}
+        assert set(by_figure) == {
+            "alpha 0 (BM25 only)",
+            "alpha 1 (vector only)",
+            "alpha 0.5 (the retriever's default)",
+            "alpha 0.6 (best MRR@10)",
+        }
+        value, note = by_figure["alpha 0.6 (best MRR@10)"]
+        assert "mrr@10 0.950" in value
+        assert "as written 1.000, reworded 0.900" in note
+        assert "6 questions (2 as written, 4 reworded) over 9 documents" in note
+
+    def test_a_default_that_is_best_is_one_row(self) -> None:
+        """When the default is the best alpha, it is shown once, as the default."""
+        rows = _summary_rows({"retrieval_quality": _retrieval("0.6", "0.6")})
+        figures = [figure for _, figure, _, _ in rows]
+        assert "alpha 0.6 (the retriever's default)" in figures
+        assert len(figures) == 3
+
+    def test_headline_carries_mrr_at_the_default_and_the_best(self) -> None:
+        """summary.json names the best alpha and MRR@10 there and at the retriever's default."""
+        headline = _headline({"retrieval_quality": _retrieval("0.5", "0.6")})
+        assert headline["best_alpha"] == "0.6"
+        assert headline["mrr10_at_best_alpha"] == 0.95
+        assert headline["mrr10_at_default_alpha"] == 0.9

@@ -22,10 +22,19 @@ class TestPlots:
         assert _is_png(plots.plot_queries(result, tmp_path / "q.png"))
 
     def test_retrieval_quality(self, tmp_path: Path) -> None:
-        """Grouped bars per alpha render."""
+        """A line per question set and one pooled, against alpha, render; so does a result
+        with no sets or default (the shape before the reworded questions)."""
         scores = {"recall@5": 1.0, "mrr@10": 0.9, "ndcg@10": 0.95}
-        result = {"questions": 2, "alphas": {"0": scores, "0.5": scores, "1": scores}}
+        alphas = {"0": scores, "0.5": scores, "1": scores}
+        result = {
+            "questions": 6,
+            "alphas": alphas,
+            "by_set": {"as_written": alphas, "reworded": alphas},
+            "default_alpha": "0.5",
+        }
         assert _is_png(plots.plot_retrieval_quality(result, tmp_path / "r.png"))
+        bare = {"questions": 2, "alphas": alphas}
+        assert _is_png(plots.plot_retrieval_quality(bare, tmp_path / "bare.png"))
 
     def test_sweep(self, tmp_path: Path) -> None:
         """Freshness against throughput renders, one labelled point per setting."""
