@@ -14,8 +14,17 @@ from rich.console import Console
 
 from bench.accounting import Reading, measure, time_accounts
 from bench.chunk_texts import pipeline_chunk_texts
-from bench.metrics import median_interval, median_run, percentile, ratio
+from bench.metrics import (
+    backlog_peaks,
+    cumulative_flow,
+    median_interval,
+    median_run,
+    percentile,
+    ratio,
+)
 from bench.pipeline import (
+    STAGE_SERVICES,
+    STAGES,
     delete_documents,
     ingest_documents,
     run_token,
@@ -23,9 +32,14 @@ from bench.pipeline import (
 )
 from ragstream_cli.stack.paths import stack_dir
 
-__all__ = ["bare_model_chunks_per_s", "run"]
+__all__ = ["bare_model_chunks_per_s", "run", "stage_backlogs"]
 
 _SEED = 20261129
+# The burst's cumulative flow is sampled this often: fine enough for a 20 s burst's shape, and a
+# few hundred points in the JSON.
+_FLOW_STEP_S = 0.1
+# Kept per run for the figures, left out of the JSON's runs (the median run's flow is there).
+_PER_DOCUMENT = ("freshness_ms", "stage_offsets")
 
 
 def bare_model_chunks_per_s(model: Any, texts: list[str], batch_size: int) -> dict[str, float]:
@@ -78,6 +92,20 @@ def model_cpu_per_chunk(
         "bare_ms": bare_ms,
         "bare_over_pipeline": bare_ms / pipeline_ms if bare_ms and pipeline_ms else None,
     }
+
+
+def stage_backlogs(offsets: list[dict[str, float]]) -> dict[str, Any]:
+    """Return the most documents waiting for (or in) each service in a burst, and when.
+
+    Args:
+        offsets: Per document, when it passed each stage (``IngestMeasurement.stage_offsets``).
+
+    Returns:
+        Per service: the stage it stamps, the peak count and its time from the first
+        ``received``.
+    """
+    peaks = backlog_peaks(cumulative_flow(offsets, STAGES, _FLOW_STEP_S), STAGES)
+    return {STAGE_SERVICES[stage]: {"stage": stage, **peak} for stage, peak in peaks.items()}
 
 
 def _warm_up_pipeline(
@@ -165,6 +193,8 @@ def _repetition(
         "freshness_ms": freshness,
         "freshness_p50_ms": percentile(freshness, 50) if freshness else None,
         "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
+        "stage_offsets": measured.stage_offsets,
+        "backlogs": stage_backlogs(measured.stage_offsets),
     }
 
 
@@ -242,7 +272,15 @@ def run(
         if one["model_cpu_per_chunk"]["bare_over_pipeline"] is not None
     ]
     return {
-        **{key: value for key, value in chosen.items() if not key.startswith("freshness")},
+        **{
+            key: value
+            for key, value in chosen.items()
+            if not key.startswith("freshness") and key not in _PER_DOCUMENT
+        },
+        # The median run's burst as a cumulative flow diagram: documents past each stage over
+        # time, whose gaps are each service's backlog (plotted by ``plots.plot_ingest``).
+        "flow": cumulative_flow(chosen["stage_offsets"], STAGES, _FLOW_STEP_S),
+        "flow_services": STAGE_SERVICES,
         "repeats": repeats,
         "warm_up": warmed,
         "pipeline_efficiency_runs": efficiencies,
@@ -263,7 +301,7 @@ def run(
         "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
         "freshness_samples": len(freshness),
         "runs": [
-            {key: value for key, value in one.items() if key != "freshness_ms"} for one in runs
+            {key: value for key, value in one.items() if key not in _PER_DOCUMENT} for one in runs
         ],
         "notes": (
             "Each run is paired: the bare model embeds the run's chunks (made in-process by the "

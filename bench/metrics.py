@@ -5,11 +5,16 @@ No I/O and no platform code, so that every number in a report can be checked by 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "backlog_peaks",
+    "backlogs",
+    "cumulative_flow",
     "median_interval",
     "median_run",
     "mrr_at_k",
@@ -177,3 +182,67 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> dict[s
     while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
         k += 1
     return {"low": ordered[k - 1], "high": ordered[n - k], "confidence": coverage(k)}
+
+
+def cumulative_flow(
+    offsets: Sequence[Mapping[str, float]], stages: Sequence[str], step_s: float
+) -> dict[str, list[float]]:
+    """Return, every ``step_s`` from 0 until the last stage was passed, how many items had passed
+    each stage: a cumulative flow diagram.
+
+    Between two stages' curves, the vertical distance is how many items were past the first and
+    not yet past the second (the backlog of the work in between), the horizontal one how long an
+    item took between them.
+
+    Args:
+        offsets: Per item, the time (s, from a common start) it passed each of ``stages``.
+        stages: The stages, in the order items pass them.
+        step_s: The sampling interval, above 0.
+
+    Returns:
+        ``t_s`` (the sampling times) and, per stage, the count at each time.
+
+    Raises:
+        ValueError: ``step_s`` is not above 0.
+    """
+    if step_s <= 0:
+        raise ValueError(f"step {step_s} is not above 0")
+    passed = {stage: sorted(item[stage] for item in offsets) for stage in stages}
+    end = max((times[-1] for times in passed.values() if times), default=0.0)
+    times = [round(step * step_s, 9) for step in range(math.ceil(end / step_s) + 1)]
+    flow: dict[str, list[float]] = {"t_s": times}
+    for stage, moments in passed.items():
+        flow[stage] = [float(bisect.bisect_right(moments, t)) for t in times]
+    return flow
+
+
+def backlogs(flow: Mapping[str, Sequence[float]], stages: Sequence[str]) -> dict[str, list[float]]:
+    """Return, for each stage after the first and at each of ``cumulative_flow``'s samples, how
+    many items had passed the stage before it and not yet this one.
+
+    Args:
+        flow: What ``cumulative_flow`` returned.
+        stages: Its stages, in order.
+    """
+    return {
+        stage: [ahead - behind for ahead, behind in zip(flow[before], flow[stage], strict=True)]
+        for before, stage in itertools.pairwise(stages)
+    }
+
+
+def backlog_peaks(flow: Mapping[str, Sequence[float]], stages: Sequence[str]) -> dict[str, Any]:
+    """Return, for each stage after the first, its largest backlog (``backlogs``) and when.
+
+    Args:
+        flow: What ``cumulative_flow`` returned.
+        stages: Its stages, in order.
+
+    Returns:
+        Per stage after the first: ``{"peak": items, "at_s": time}`` (the first time it peaked).
+    """
+    peaks: dict[str, Any] = {}
+    for stage, waiting in backlogs(flow, stages).items():
+        top = max(waiting, default=0.0)
+        at = flow["t_s"][waiting.index(top)] if waiting else 0.0
+        peaks[stage] = {"peak": top, "at_s": at}
+    return peaks

@@ -2,8 +2,9 @@
 
 Shared by the ingest benchmark, the caches benchmark and the batching sweep. Documents go in
 through the CLI's own ingest machinery (``ragstream ingest``: the platform's wire format, straight
-to ``documents``), and each document's freshness is read back from the gateway's status view: the
-time from its ``received`` stage (stamped when the producer built the event) to ``indexed``.
+to ``documents``), and each document's stage timestamps are read back from the gateway's status
+view: its freshness is the time from ``received`` (stamped when the producer built the event) to
+``indexed``, and the four stamps together say where it waited (``bench.metrics.backlog``).
 """
 
 from __future__ import annotations
@@ -27,16 +28,23 @@ from ragstream_cli.ingest.sources import discover
 
 __all__ = [
     "BENCH_TENANT",
+    "STAGES",
+    "STAGE_SERVICES",
     "IngestMeasurement",
     "delete_documents",
     "ingest_documents",
     "restart_service",
     "run_token",
+    "stage_offsets",
     "synthetic_documents",
 ]
 
 # Benchmark documents live in their own tenant, so they never show up in anyone's answers.
 BENCH_TENANT = "bench"
+# A document's stages in the gateway's status view, in the order the pipeline passes them, and
+# the service whose work (and the Kafka hop before it) lies before each of the last three.
+STAGES = ("received", "chunked", "embedded", "indexed")
+STAGE_SERVICES = {"chunked": "ingestor", "embedded": "embedder", "indexed": "retriever"}
 # Statuses read at once from the gateway: loopback, and few enough not to disturb it.
 _STATUS_CONCURRENCY = 8
 # Seconds a restarted service may take to load its models and answer /healthz on a busy machine.
@@ -128,6 +136,8 @@ class IngestMeasurement:
         freshness_ms: Per document, from ``received`` to ``indexed``.
         doc_ids: The documents, to read their chunks or delete them afterwards.
         failed: Documents that failed or timed out.
+        stage_offsets: Per document that passed every stage, when it passed each
+            (``stage_offsets``).
     """
 
     documents: int
@@ -136,6 +146,7 @@ class IngestMeasurement:
     freshness_ms: list[float] = field(default_factory=list)
     doc_ids: list[str] = field(default_factory=list)
     failed: int = 0
+    stage_offsets: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def chunks_per_s(self) -> float:
@@ -147,23 +158,50 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-async def _freshness(gateway_url: str, doc_ids: list[str], tenant: str) -> list[float]:
+def stage_offsets(stamps: list[dict[str, str]]) -> list[dict[str, float]]:
+    """Return, per document with every stage stamped, the seconds from the earliest ``received``
+    of them all to each of its stages.
+
+    Args:
+        stamps: Per document, the status view's ``timestamps`` (ISO 8601, UTC) by stage.
+    """
+    complete = [
+        {stage: _parse_time(found[stage]) for stage in STAGES}
+        for found in stamps
+        if all(stage in found for stage in STAGES)
+    ]
+    if not complete:
+        return []
+    start = min(times["received"] for times in complete)
+    return [
+        {stage: (moment - start).total_seconds() for stage, moment in times.items()}
+        for times in complete
+    ]
+
+
+async def _stamps(gateway_url: str, doc_ids: list[str], tenant: str) -> list[dict[str, str]]:
+    """Return each found document's stage timestamps from the gateway's status view."""
     gate = asyncio.Semaphore(_STATUS_CONCURRENCY)
 
-    async def one(client: httpx.AsyncClient, doc_id: str) -> float | None:
+    async def one(client: httpx.AsyncClient, doc_id: str) -> dict[str, str] | None:
         async with gate:
             response = await client.get(f"/v1/documents/{doc_id}", params={"tenant": tenant})
         if response.status_code != 200:
             return None
-        stamps = response.json().get("timestamps", {})
-        if "received" not in stamps or "indexed" not in stamps:
-            return None
-        delta = _parse_time(stamps["indexed"]) - _parse_time(stamps["received"])
-        return delta.total_seconds() * 1000
+        found: dict[str, str] = response.json().get("timestamps", {})
+        return found
 
     async with httpx.AsyncClient(base_url=gateway_url, timeout=10.0) as client:
         found = await asyncio.gather(*(one(client, doc_id) for doc_id in doc_ids))
-    return [value for value in found if value is not None]
+    return [stamps for stamps in found if stamps is not None]
+
+
+def _freshness_ms(stamps: list[dict[str, str]]) -> list[float]:
+    return [
+        (_parse_time(found["indexed"]) - _parse_time(found["received"])).total_seconds() * 1000
+        for found in stamps
+        if "received" in found and "indexed" in found
+    ]
 
 
 def ingest_documents(
@@ -197,14 +235,15 @@ def ingest_documents(
         with around if around is not None else nullcontext():
             report = asyncio.run(ingest(discover([str(path)]), options, mode))
     doc_ids = [doc["doc_id"] for doc in documents]
-    freshness = asyncio.run(_freshness(gateway_url, doc_ids, tenant))
+    stamps = asyncio.run(_stamps(gateway_url, doc_ids, tenant))
     return IngestMeasurement(
         documents=report.counters.indexed,
         chunks=report.counters.chunks,
         seconds=report.total_seconds,
-        freshness_ms=freshness,
+        freshness_ms=_freshness_ms(stamps),
         doc_ids=doc_ids,
         failed=len(report.failed) + len(report.timed_out),
+        stage_offsets=stage_offsets(stamps),
     )
 
 

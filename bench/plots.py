@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["available", "plot_caches", "plot_queries", "plot_retrieval_quality", "plot_sweep"]
+from bench.metrics import backlogs
+
+__all__ = [
+    "available",
+    "plot_caches",
+    "plot_ingest",
+    "plot_queries",
+    "plot_retrieval_quality",
+    "plot_sweep",
+]
 
 
 def available() -> bool:
@@ -29,6 +38,42 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_ingest(result: dict[str, Any], path: Path) -> Path:
+    """Plot the median run's burst: documents past each stage over time (a cumulative flow
+    diagram), and beside it each service's backlog, the gap between two of those curves.
+
+    Args:
+        result: What ``ingest.run`` returned.
+        path: The PNG to write.
+    """
+    plt = _pyplot()
+    flow, services = result["flow"], result["flow_services"]
+    stages = [key for key in flow if key != "t_s"]
+    fig, (passed, waiting) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    for stage in stages:
+        passed.plot(flow["t_s"], flow[stage], label=stage)
+    passed.set_title("documents past each stage")
+    passed.set_ylabel("documents")
+    passed.legend(loc="lower right")
+    for before, (stage, gap) in zip(stages, backlogs(flow, stages).items(), strict=False):
+        waiting.plot(flow["t_s"], gap, label=f"{services.get(stage, stage)} ({before} → {stage})")
+    waiting.set_title("waiting for or in each service (its backlog)")
+    waiting.legend(loc="upper right")
+    for ax in (passed, waiting):
+        ax.set_xlabel("seconds from the first document received")
+        ax.grid(alpha=0.3)
+    efficiency = result.get("pipeline_efficiency")
+    fig.suptitle(
+        f"Ingest burst, the median run: {result.get('documents', 0)} documents, "
+        f"{result.get('chunks', 0)} chunks"
+        + (f", pipeline efficiency {efficiency:.3f}" if efficiency is not None else "")
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_sweep(result: dict[str, Any], path: Path) -> Path:

@@ -191,6 +191,16 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                 "per document, received to indexed",
             ),
         ]
+        rows += [
+            (
+                "ingest",
+                f"backlog peak, {service} (documents)",
+                peak["peak"],
+                f"median run, waiting for or in the {service} ({peak['stage']} not yet stamped), "
+                f"{peak['at_s']:.1f} s after the first document was received; ingest.png",
+            )
+            for service, peak in r.get("backlogs", {}).items()
+        ]
     if "caches" in results:
         r = results["caches"]
         rows += [
@@ -531,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     plotters: dict[str, Callable[[dict[str, Any], Any], Any]] = {
         "caches": plots.plot_caches,
+        "ingest": plots.plot_ingest,
         "queries": plots.plot_queries,
         "retrieval_quality": plots.plot_retrieval_quality,
         "sweep": plots.plot_sweep,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.pipeline import run_token, synthetic_documents
+from bench.pipeline import STAGES, run_token, stage_offsets, synthetic_documents
 from bench.queries import LoadLimits, alternate, failure_kind, run_load
 from bench.retrieval_quality import (
     CORPUS,
@@ -504,3 +504,71 @@ class TestRetrievalSummary:
         assert headline["best_alpha"] == "0.6"
         assert headline["mrr10_at_best_alpha"] == 0.95
         assert headline["mrr10_at_default_alpha"] == 0.9
+
+
+class TestStageOffsets:
+    def test_seconds_from_the_first_received_of_all(self) -> None:
+        """Each stage is timed from the burst's first ``received``, whichever document's."""
+        stamps = [
+            {
+                "received": "2026-12-01T05:00:00.500000Z",
+                "chunked": "2026-12-01T05:00:00.600000Z",
+                "embedded": "2026-12-01T05:00:01.500000Z",
+                "indexed": "2026-12-01T05:00:02Z",
+            },
+            {
+                "received": "2026-12-01T05:00:00.250000Z",
+                "chunked": "2026-12-01T05:00:00.400000Z",
+                "embedded": "2026-12-01T05:00:01Z",
+                "indexed": "2026-12-01T05:00:01.250000Z",
+            },
+        ]
+        offsets = stage_offsets(stamps)
+        assert [list(one) for one in offsets] == [list(STAGES)] * 2
+        assert offsets[0] == pytest.approx(
+            {"received": 0.25, "chunked": 0.35, "embedded": 1.25, "indexed": 1.75}
+        )
+        assert offsets[1] == pytest.approx(
+            {"received": 0.0, "chunked": 0.15, "embedded": 0.75, "indexed": 1.0}
+        )
+
+    def test_a_document_missing_a_stage_is_left_out(self) -> None:
+        """A failed document (no ``indexed``) has no place in the flow, nor does it set the
+        start."""
+        stamps = [
+            {"received": "2026-12-01T05:00:00Z", "chunked": "2026-12-01T05:00:01Z"},
+            {
+                "received": "2026-12-01T05:00:02Z",
+                "chunked": "2026-12-01T05:00:03Z",
+                "embedded": "2026-12-01T05:00:04Z",
+                "indexed": "2026-12-01T05:00:05Z",
+            },
+        ]
+        assert stage_offsets(stamps) == [
+            {"received": 0.0, "chunked": 1.0, "embedded": 2.0, "indexed": 3.0}
+        ]
+        assert stage_offsets(stamps[:1]) == []
+
+
+class TestBacklogRows:
+    def test_a_row_per_service_with_its_peak(self) -> None:
+        """The table names each service's largest backlog in the median run, and when."""
+        ingest_result = {
+            **_INGEST,
+            "backlogs": {
+                "ingestor": {"stage": "chunked", "peak": 3.0, "at_s": 0.1},
+                "embedder": {"stage": "embedded", "peak": 96.0, "at_s": 4.25},
+            },
+        }
+        rows = {
+            figure: (value, note)
+            for name, figure, value, note in _summary_rows({"ingest": ingest_result})
+            if figure.startswith("backlog")
+        }
+        assert set(rows) == {
+            "backlog peak, ingestor (documents)",
+            "backlog peak, embedder (documents)",
+        }
+        value, note = rows["backlog peak, embedder (documents)"]
+        assert value == 96.0
+        assert "4.2 s after the first document was received" in note

@@ -42,8 +42,18 @@ class _Recorder:
         if around is not None:
             with around:
                 pass
+        # Each document a second apart, two seconds in the model: the model's backlog peaks at
+        # two documents from the second document's chunking on.
+        offsets = [
+            {"received": n, "chunked": n + 0.5, "embedded": n + 2.5, "indexed": n + 2.6}
+            for n in range(len(documents))
+        ]
         return IngestMeasurement(
-            documents=len(documents), chunks=len(documents), seconds=2.0, doc_ids=doc_ids
+            documents=len(documents),
+            chunks=len(documents),
+            seconds=2.0,
+            doc_ids=doc_ids,
+            stage_offsets=offsets,
         )
 
     def delete(self, gateway_url: str, doc_ids: list[str]) -> int:
@@ -121,6 +131,28 @@ def test_cpu_besides_the_model_is_the_median_over_every_run(
     assert result["cpu_besides_model_per_model_cpu_median"] == pytest.approx(0.14)
     # The recorder's bare runs report no CPU: no comparison, rather than a made-up one.
     assert result["model_cpu_bare_over_pipeline_median"] is None
+
+
+def test_the_median_runs_burst_is_kept_as_a_flow_and_every_run_has_its_backlogs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The JSON holds the median run's cumulative flow and each run's backlog peaks by service,
+    not every document's stamps."""
+    recorder = _Recorder()
+    recorder.install(monkeypatch, tmp_path)
+
+    result = _run(documents=3, repeats=2, warm_up_documents=0, cleanup=False)
+
+    flow = result["flow"]
+    assert [key for key in flow if key != "t_s"] == ["received", "chunked", "embedded", "indexed"]
+    assert flow["indexed"][-1] == 3.0
+    assert result["flow_services"]["embedded"] == "embedder"
+    assert result["backlogs"]["embedder"] == {"stage": "embedded", "peak": 2.0, "at_s": 1.5}
+    assert result["backlogs"]["ingestor"]["peak"] == 1.0
+    assert "stage_offsets" not in result
+    for run in result["runs"]:
+        assert "stage_offsets" not in run
+        assert run["backlogs"]["retriever"]["peak"] == 1.0
 
 
 def test_bare_model_reports_the_cpu_it_spent() -> None:

@@ -7,6 +7,9 @@ import math
 import pytest
 
 from bench.metrics import (
+    backlog_peaks,
+    backlogs,
+    cumulative_flow,
     median_interval,
     median_run,
     mrr_at_k,
@@ -156,3 +159,57 @@ class TestMedianRun:
     def test_no_runs_is_an_error(self) -> None:
         with pytest.raises(ValueError, match="no runs"):
             median_run([], "e")
+
+
+_STAGES = ("received", "chunked", "embedded")
+# Three items: the model's stage (chunked to embedded) holds the second and third for a while.
+_OFFSETS = [
+    {"received": 0.0, "chunked": 0.05, "embedded": 0.12},
+    {"received": 0.0, "chunked": 0.1, "embedded": 0.3},
+    {"received": 0.02, "chunked": 0.1, "embedded": 0.4},
+]
+
+
+class TestCumulativeFlow:
+    def test_counts_items_past_each_stage_at_each_sample(self) -> None:
+        """At each sampling time, how many items had passed each stage (at or before it)."""
+        flow = cumulative_flow(_OFFSETS, _STAGES, 0.1)
+        assert flow["t_s"] == [0.0, 0.1, 0.2, 0.3, 0.4]
+        assert flow["received"] == [2.0, 3.0, 3.0, 3.0, 3.0]
+        assert flow["chunked"] == [0.0, 3.0, 3.0, 3.0, 3.0]
+        assert flow["embedded"] == [0.0, 0.0, 1.0, 2.0, 3.0]
+
+    def test_sampled_until_every_item_passed_the_last_stage(self) -> None:
+        """The last sample is at or after the last stage, so every curve ends at the total."""
+        flow = cumulative_flow(_OFFSETS, _STAGES, 0.25)
+        assert flow["t_s"][-1] >= 0.4
+        assert all(flow[stage][-1] == 3.0 for stage in _STAGES)
+
+    def test_nothing_passed_is_one_empty_sample(self) -> None:
+        assert cumulative_flow([], _STAGES, 0.1) == {
+            "t_s": [0.0],
+            "received": [0.0],
+            "chunked": [0.0],
+            "embedded": [0.0],
+        }
+
+    def test_a_step_that_is_not_positive_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="not above 0"):
+            cumulative_flow(_OFFSETS, _STAGES, 0.0)
+
+
+class TestBacklogs:
+    def test_the_gap_between_a_stage_and_the_one_before(self) -> None:
+        """A stage's backlog is what passed the stage before it and not yet this one."""
+        waiting = backlogs(cumulative_flow(_OFFSETS, _STAGES, 0.1), _STAGES)
+        assert waiting == {
+            "chunked": [2.0, 0.0, 0.0, 0.0, 0.0],
+            "embedded": [0.0, 3.0, 2.0, 1.0, 0.0],
+        }
+
+    def test_peaks_and_when_they_first_came(self) -> None:
+        peaks = backlog_peaks(cumulative_flow(_OFFSETS, _STAGES, 0.1), _STAGES)
+        assert peaks == {
+            "chunked": {"peak": 2.0, "at_s": 0.0},
+            "embedded": {"peak": 3.0, "at_s": 0.1},
+        }

@@ -36,6 +36,21 @@ class TestPlots:
         bare = {"questions": 2, "alphas": alphas}
         assert _is_png(plots.plot_retrieval_quality(bare, tmp_path / "bare.png"))
 
+    def test_ingest(self, tmp_path: Path) -> None:
+        """The cumulative flow and the backlogs beside it render, with or without a ratio."""
+        flow = {
+            "t_s": [0.0, 0.1, 0.2],
+            "received": [2.0, 3.0, 3.0],
+            "chunked": [1.0, 3.0, 3.0],
+            "embedded": [0.0, 1.0, 3.0],
+            "indexed": [0.0, 0.0, 3.0],
+        }
+        services = {"chunked": "ingestor", "embedded": "embedder", "indexed": "retriever"}
+        result = {"flow": flow, "flow_services": services, "documents": 3, "chunks": 9}
+        assert _is_png(plots.plot_ingest(result, tmp_path / "i.png"))
+        result["pipeline_efficiency"] = 0.9
+        assert _is_png(plots.plot_ingest(result, tmp_path / "i2.png"))
+
     def test_sweep(self, tmp_path: Path) -> None:
         """Freshness against throughput renders, one labelled point per setting."""
         point = {
