@@ -4,7 +4,7 @@ Shared by the ingest benchmark, the caches benchmark and the batching sweep. Doc
 through the CLI's own ingest machinery (``ragstream ingest``: the platform's wire format, straight
 to ``documents``), and each document's stage timestamps are read back from the gateway's status
 view: its freshness is the time from ``received`` (stamped when the producer built the event) to
-``indexed``, and the four stamps together say where it waited (``bench.metrics.backlog``).
+``indexed``, and the four stamps together say where it waited (``bench.metrics.backlogs``).
 """
 
 from __future__ import annotations

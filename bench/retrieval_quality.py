@@ -200,7 +200,7 @@ def run(*, kafka: str, gateway_url: str, console: Console) -> dict[str, Any]:
     default = RetrieverSettings().default_alpha
     return {
         "questions": len(queries),
-        "question_sets": {name: len(questions) for name, questions in sets.items()},
+        "question_sets": {name: len(group) for name, group in sets.items()},
         "documents": len(documents),
         "alphas": by_alpha,
         "by_set": {name: by_set[name] for name in sets},
