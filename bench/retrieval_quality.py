@@ -74,7 +74,8 @@ def reworded_questions(
 def eval_documents(corpus: Path = CORPUS, distractors: Path = DISTRACTORS) -> list[dict[str, str]]:
     """Return the evaluation corpus as JSON-lines documents: the samples and the distractors.
 
-    Sample ids are ``sample-<stem>``, as ``ragstream up`` names them.
+    Sample ids are ``sample-<stem>``, as ``ragstream up`` names them. Every document names its
+    file as its source, so publishing the corpus again, unchanged, writes nothing to the index.
     """
     documents = []
     for path in sorted(corpus.glob("*.md")):
@@ -90,7 +91,11 @@ def eval_documents(corpus: Path = CORPUS, distractors: Path = DISTRACTORS) -> li
             }
         )
     lines = distractors.read_text(encoding="utf-8").splitlines()
-    return documents + [json.loads(line) for line in lines if line]
+    # A line without a source is named after the file it is published from, a new temporary one
+    # in every run (``bench.pipeline.ingest_documents``): each run would rewrite the distractors'
+    # chunks in the index (a new source is a new version), and BM25's figures with them.
+    source = f"bench/eval/{distractors.name}"
+    return documents + [{"source": source, **json.loads(line)} for line in lines if line]
 
 
 async def _rankings(

@@ -221,6 +221,13 @@ class TestEvalSet:
         relevant = {doc_id for q in load_questions() for doc_id in q["relevant"]}
         assert not relevant & distractors
 
+    def test_every_document_names_a_source_of_its_own_files(self) -> None:
+        """Unnamed, a document's source is the temporary file the benchmark publishes from, new
+        in every run, and the index rewrites every such document each time it is published."""
+        documents = eval_documents()
+        assert all(doc["source"].startswith(("samples/", "bench/eval/")) for doc in documents)
+        assert [doc["source"] for doc in eval_documents()] == [doc["source"] for doc in documents]
+
     def test_reworded_questions_keep_their_documents(self) -> None:
         """Each paraphrase is a question of its own, answered by its question's documents."""
         questions = load_questions()
