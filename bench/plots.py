@@ -77,7 +77,8 @@ def plot_ingest(result: dict[str, Any], path: Path) -> Path:
 
 
 def plot_sweep(result: dict[str, Any], path: Path) -> Path:
-    """Plot freshness (p50, p99) against end-to-end chunks/s, one point per embedder setting.
+    """Plot freshness (p50, p99) against end-to-end chunks/s, a colour per embedder setting, each
+    p50 with a line across the chunks/s of its rounds.
 
     Args:
         result: What ``sweep.run`` returned.
@@ -85,23 +86,22 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     """
     plt = _pyplot()
     points = [p for p in result["points"] if p["freshness_p50_ms"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    throughput = [p["chunks_per_s"] for p in points]
-    for key, marker in (("freshness_p50_ms", "o"), ("freshness_p99_ms", "^")):
-        ax.scatter(throughput, [p[key] / 1000 for p in points], marker=marker, label=key[10:13])
-    for point in points:
-        ax.annotate(
-            point["label"],
-            (point["chunks_per_s"], point["freshness_p50_ms"] / 1000),
-            textcoords="offset points",
-            xytext=(5, 5),
-            fontsize=8,
-        )
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for number, point in enumerate(points):
+        colour = f"C{number}"
+        rate, p50 = point["chunks_per_s"], point["freshness_p50_ms"] / 1000
+        ax.scatter([rate], [p50], marker="o", color=colour, label=point["label"])
+        if point["freshness_p99_ms"] is not None:
+            ax.scatter([rate], [point["freshness_p99_ms"] / 1000], marker="^", color=colour)
+        rounds = point.get("chunks_per_s_rounds") or []
+        if len(rounds) > 1:
+            # The spread of the point's rounds: how far apart two settings must be to differ.
+            ax.plot([min(rounds), max(rounds)], [p50, p50], color=colour, linewidth=1)
     ax.set_xlabel("ingest throughput, chunks/s (end to end)")
     ax.set_ylabel("freshness, publish to indexed (s)")
-    ax.set_title("Embedder batching: latency against throughput")
+    ax.set_title("Embedder batching: latency against throughput\n(circles p50, triangles p99)")
     ax.grid(alpha=0.3)
-    ax.legend(title="freshness")
+    ax.legend(title="records / wait", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

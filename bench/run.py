@@ -52,6 +52,8 @@ class Scale:
     concurrencies: tuple[int, ...]
     sweep_points: tuple[sweep.SweepPoint, ...]
     sweep_documents: int
+    sweep_rounds: int
+    sweep_warm_up_documents: int
 
 
 FULL = Scale(
@@ -68,6 +70,9 @@ FULL = Scale(
     concurrencies=(1, 8, 32),
     sweep_points=sweep.FULL_POINTS,
     sweep_documents=60,
+    # Two, in opposite orders: one burst per point ranked them differently from run to run.
+    sweep_rounds=2,
+    sweep_warm_up_documents=12,
 )
 QUICK = Scale(
     ingest_documents=12,
@@ -81,6 +86,8 @@ QUICK = Scale(
     concurrencies=(1, 8, 32),
     sweep_points=sweep.QUICK_POINTS,
     sweep_documents=8,
+    sweep_rounds=1,
+    sweep_warm_up_documents=2,
 )
 
 
@@ -323,7 +330,9 @@ def _summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, An
                     point["label"],
                     f"{point['chunks_per_s']:.1f} chunks/s, freshness p50 "
                     f"{_ms(point['freshness_p50_ms'])} p99 {_ms(point['freshness_p99_ms'])}",
-                    f"{results['sweep']['documents_per_point']} documents",
+                    f"{results['sweep']['documents_per_point']} documents a round; chunks/s "
+                    "median of "
+                    + ", ".join(f"{rate:.1f}" for rate in point.get("chunks_per_s_rounds", [])),
                 )
             )
     return rows
@@ -536,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             gateway_url=gateway,
             points=scale.sweep_points,
             documents=scale.sweep_documents,
+            rounds=scale.sweep_rounds,
+            warm_up_documents=scale.sweep_warm_up_documents,
             console=console,
         ),
     }

@@ -1,9 +1,13 @@
 """The batching sweep: the embedder's batch size and maximum wait against throughput and freshness.
 
 For every point the embedder alone is restarted with ``RAGSTREAM_BATCH_MAX_MESSAGES`` and
-``RAGSTREAM_BATCH_MAX_WAIT_MS`` set, a fresh corpus is ingested end to end, and its chunks/s and
-per-document freshness are recorded. The rest of the stack keeps running. Afterwards the embedder
-is restarted with its default settings, whatever happened.
+``RAGSTREAM_BATCH_MAX_WAIT_MS`` set, a few documents go through unmeasured (a restarted model's
+first calls pay for its lazy initialisation), then a fresh corpus is ingested end to end, and its
+chunks/s and per-document freshness are recorded. The points are measured in rounds, each in the
+reverse order of the one before (``sweep_order``), so that a machine getting faster or slower
+over the sweep does not favour the points measured first; each point's chunks/s is the median of
+its rounds, its freshness pooled over them. The rest of the stack keeps running. Afterwards the
+embedder is restarted with its default settings, whatever happened.
 
 This restarts a running service: run it on a stack of your own, not one that others are testing
 against.
@@ -19,6 +23,7 @@ from rich.console import Console
 
 from bench.metrics import percentile
 from bench.pipeline import (
+    IngestMeasurement,
     delete_documents,
     ingest_documents,
     restart_service,
@@ -26,7 +31,7 @@ from bench.pipeline import (
     synthetic_documents,
 )
 
-__all__ = ["FULL_POINTS", "QUICK_POINTS", "SweepPoint", "run"]
+__all__ = ["FULL_POINTS", "QUICK_POINTS", "SweepPoint", "point_row", "run", "sweep_order"]
 
 _SEED = 20261130
 
@@ -65,6 +70,38 @@ FULL_POINTS = tuple(
 QUICK_POINTS = (SweepPoint(1, 0), SweepPoint(64, 20))
 
 
+def sweep_order(points: Sequence[SweepPoint], rounds: int) -> list[SweepPoint]:
+    """Return the points in the order to measure them: ``rounds`` passes, each the reverse of the
+    one before (A B C, C B A, A B C...), so that drift over the sweep meets every point alike."""
+    order: list[SweepPoint] = []
+    for number in range(rounds):
+        order.extend(points if number % 2 == 0 else reversed(points))
+    return order
+
+
+def point_row(point: SweepPoint, measured: Sequence[IngestMeasurement]) -> dict[str, Any]:
+    """Return one point's figures over its rounds: the median chunks/s (every round's kept
+    beside it) and freshness percentiles over every document of every round.
+
+    Args:
+        point: The embedder configuration.
+        measured: Its rounds' bulk ingests.
+    """
+    freshness = [value for one in measured for value in one.freshness_ms]
+    rates = [one.chunks_per_s for one in measured]
+    return {
+        "max_messages": point.max_messages,
+        "max_wait_ms": point.max_wait_ms,
+        "label": point.label,
+        "chunks": sum(one.chunks for one in measured),
+        "chunks_per_s": percentile(rates, 50) if rates else 0.0,
+        "chunks_per_s_rounds": rates,
+        "freshness_p50_ms": percentile(freshness, 50) if freshness else None,
+        "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
+        "failed": sum(one.failed for one in measured),
+    }
+
+
 def run(
     *,
     kafka: str,
@@ -72,6 +109,8 @@ def run(
     points: Sequence[SweepPoint],
     documents: int,
     console: Console,
+    rounds: int = 1,
+    warm_up_documents: int = 0,
 ) -> dict[str, Any]:
     """Measure every point and return the figures, one row per point.
 
@@ -79,41 +118,40 @@ def run(
         kafka: Kafka's bootstrap servers.
         gateway_url: The gateway.
         points: The embedder configurations.
-        documents: Fresh documents ingested per point (about three chunks each).
+        documents: Fresh documents ingested per point and round (about three chunks each).
         console: Progress output.
+        rounds: How many times each point is measured (``sweep_order``).
+        warm_up_documents: Documents sent through, unmeasured, after each restart.
     """
-    rows: list[dict[str, Any]] = []
+    order = sweep_order(points, rounds)
+    measured: dict[SweepPoint, list[IngestMeasurement]] = {point: [] for point in points}
     try:
-        for number, point in enumerate(points, start=1):
+        for number, point in enumerate(order, start=1):
             console.print(
-                f"[bold]sweep[/] {number}/{len(points)}: embedder at {point.label}, "
-                f"{documents} documents"
+                f"[bold]sweep[/] {number}/{len(order)}: embedder at {point.label}, "
+                f"{warm_up_documents} documents to warm it up, then {documents}"
             )
             restart_service("embedder", kafka, point.env())
-            docs = synthetic_documents(documents, seed=_SEED, token=run_token())
-            measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
-            delete_documents(gateway_url, measured.doc_ids)
-            freshness = measured.freshness_ms
-            rows.append(
-                {
-                    "max_messages": point.max_messages,
-                    "max_wait_ms": point.max_wait_ms,
-                    "label": point.label,
-                    "chunks": measured.chunks,
-                    "chunks_per_s": measured.chunks_per_s,
-                    "freshness_p50_ms": percentile(freshness, 50) if freshness else None,
-                    "freshness_p99_ms": percentile(freshness, 99) if freshness else None,
-                    "failed": measured.failed,
-                }
-            )
+            for count, measure in ((warm_up_documents, False), (documents, True)):
+                if count <= 0:
+                    continue
+                docs = synthetic_documents(count, seed=_SEED, token=run_token())
+                one = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
+                delete_documents(gateway_url, one.doc_ids)
+                if measure:
+                    measured[point].append(one)
     finally:
         console.print("[bold]sweep[/]: restoring the embedder's default settings")
         restart_service("embedder", kafka)
     return {
         "documents_per_point": documents,
-        "points": rows,
+        "rounds": rounds,
+        "warm_up_documents": warm_up_documents,
+        "points": [point_row(point, measured[point]) for point in points],
         "notes": (
-            "A bulk load per point: freshness includes queueing behind the rest of the load, "
-            "which is where batching pays. Single-document latency at each point is not measured."
+            "A bulk load per point and round: freshness includes queueing behind the rest of "
+            "the load, which is where batching pays. Rounds alternate the order of the points; "
+            "chunks/s is each point's median over its rounds. Single-document latency at each "
+            "point is not measured."
         ),
     }

@@ -61,6 +61,8 @@ class TestPlots:
         }
         result = {"points": [point, {**point, "label": "1 msgs / 0 ms", "chunks_per_s": 12.0}]}
         assert _is_png(plots.plot_sweep(result, tmp_path / "s.png"))
+        rounds = {**point, "chunks_per_s_rounds": [19.0, 21.0]}
+        assert _is_png(plots.plot_sweep({"points": [rounds]}, tmp_path / "rounds.png"))
 
     def test_caches(self, tmp_path: Path) -> None:
         """Latency bars per cache outcome render, leaving out an outcome that had no sample."""
