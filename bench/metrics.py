@@ -212,7 +212,7 @@ def cumulative_flow(
     times = [round(step * step_s, 9) for step in range(math.ceil(end / step_s) + 1)]
     flow: dict[str, list[float]] = {"t_s": times}
     for stage, moments in passed.items():
-        flow[stage] = [float(bisect.bisect_right(moments, t)) for t in times]
+        flow[stage] = [bisect.bisect_right(moments, t) for t in times]
     return flow
 
 
@@ -242,7 +242,7 @@ def backlog_peaks(flow: Mapping[str, Sequence[float]], stages: Sequence[str]) ->
     """
     peaks: dict[str, Any] = {}
     for stage, waiting in backlogs(flow, stages).items():
-        top = max(waiting, default=0.0)
+        top = max(waiting, default=0)
         at = flow["t_s"][waiting.index(top)] if waiting else 0.0
         peaks[stage] = {"peak": top, "at_s": at}
     return peaks

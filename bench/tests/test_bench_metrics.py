@@ -178,6 +178,8 @@ class TestCumulativeFlow:
         assert flow["received"] == [2.0, 3.0, 3.0, 3.0, 3.0]
         assert flow["chunked"] == [0.0, 3.0, 3.0, 3.0, 3.0]
         assert flow["embedded"] == [0.0, 0.0, 1.0, 2.0, 3.0]
+        # Counts, so the summary table prints them as whole numbers ("94", not "94.000").
+        assert all(isinstance(count, int) for count in flow["embedded"])
 
     def test_sampled_until_every_item_passed_the_last_stage(self) -> None:
         """The last sample is at or after the last stage, so every curve ends at the total."""
