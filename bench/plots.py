@@ -54,6 +54,18 @@ def plot_ingest(result: dict[str, Any], path: Path) -> Path:
     fig, (passed, waiting) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     for stage in stages:
         passed.plot(flow["t_s"], flow[stage], label=stage)
+    bare = (result.get("bare_model") or {}).get("chunks_per_s")
+    documents, chunks = result.get("documents") or 0, result.get("chunks") or 0
+    if bare and documents and chunks:
+        # The same documents at the bare model's pace, from the first one received: the gap to
+        # the indexed curve at the end is what the pipeline efficiency measures.
+        passed.plot(
+            [0.0, chunks / bare],
+            [0.0, documents],
+            color="grey",
+            linestyle="--",
+            label="the bare model's pace",
+        )
     passed.set_title("documents past each stage")
     passed.set_ylabel("documents")
     passed.legend(loc="lower right")

@@ -37,7 +37,8 @@ class TestPlots:
         assert _is_png(plots.plot_retrieval_quality(bare, tmp_path / "bare.png"))
 
     def test_ingest(self, tmp_path: Path) -> None:
-        """The cumulative flow and the backlogs beside it render, with or without a ratio."""
+        """The cumulative flow and the backlogs beside it render, with or without the ratio and
+        the bare model's pace."""
         flow = {
             "t_s": [0.0, 0.1, 0.2],
             "received": [2.0, 3.0, 3.0],
@@ -49,6 +50,7 @@ class TestPlots:
         result = {"flow": flow, "flow_services": services, "documents": 3, "chunks": 9}
         assert _is_png(plots.plot_ingest(result, tmp_path / "i.png"))
         result["pipeline_efficiency"] = 0.9
+        result["bare_model"] = {"chunks_per_s": 30.0}
         assert _is_png(plots.plot_ingest(result, tmp_path / "i2.png"))
 
     def test_sweep(self, tmp_path: Path) -> None:
