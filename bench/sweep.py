@@ -102,6 +102,14 @@ def point_row(point: SweepPoint, measured: Sequence[IngestMeasurement]) -> dict[
     }
 
 
+def _burst(count: int, *, kafka: str, gateway_url: str, console: Console) -> IngestMeasurement:
+    """Ingest ``count`` fresh documents end to end, delete them, and return the measurement."""
+    docs = synthetic_documents(count, seed=_SEED, token=run_token())
+    measured = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
+    delete_documents(gateway_url, measured.doc_ids)
+    return measured
+
+
 def run(
     *,
     kafka: str,
@@ -132,14 +140,11 @@ def run(
                 f"{warm_up_documents} documents to warm it up, then {documents}"
             )
             restart_service("embedder", kafka, point.env())
-            for count, measure in ((warm_up_documents, False), (documents, True)):
-                if count <= 0:
-                    continue
-                docs = synthetic_documents(count, seed=_SEED, token=run_token())
-                one = ingest_documents(docs, kafka=kafka, gateway_url=gateway_url, console=console)
-                delete_documents(gateway_url, one.doc_ids)
-                if measure:
-                    measured[point].append(one)
+            if warm_up_documents > 0:
+                _burst(warm_up_documents, kafka=kafka, gateway_url=gateway_url, console=console)
+            measured[point].append(
+                _burst(documents, kafka=kafka, gateway_url=gateway_url, console=console)
+            )
     finally:
         console.print("[bold]sweep[/]: restoring the embedder's default settings")
         restart_service("embedder", kafka)
